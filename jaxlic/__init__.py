@@ -1,0 +1,1 @@
+"""jaxlic: learned image compression in JAX."""

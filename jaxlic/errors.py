@@ -1,0 +1,69 @@
+"""Typed errors: every failure a user can cause says what was wrong and what to do."""
+
+
+class JaxlicError(Exception):
+    """Base class of every error jaxlic raises on purpose."""
+
+
+class ConfigError(JaxlicError, ValueError):
+    """A configuration (model, training, board) is malformed or inconsistent."""
+
+
+class ImageError(JaxlicError, ValueError):
+    """An input image cannot be read or has a mode/size jaxlic cannot handle."""
+
+
+class BitstreamError(JaxlicError, ValueError):
+    """A bitstream is empty, truncated, corrupted or of an unknown format."""
+
+
+class ModelMismatchError(BitstreamError):
+    """A bitstream was produced by a different model than the one decoding it."""
+
+
+class PackageError(JaxlicError, ValueError):
+    """A model package file is missing, corrupt or of an unknown version."""
+
+
+class DataError(JaxlicError, ValueError):
+    """A training or evaluation data set is empty or unusable."""
+
+
+class IntegerizationError(JaxlicError, ValueError):
+    """A model or integer graph cannot be expressed in (or read as) integer arithmetic."""
+
+
+class SecurityError(JaxlicError):
+    """Base of sealing and watermark failures."""
+
+
+class SealError(SecurityError, ValueError):
+    """A sealed blob is malformed, truncated or tampered with, or a signature does not verify."""
+
+
+class KeyMismatchError(SecurityError, ValueError):
+    """A key is of the wrong kind, or the blob is not addressed to this recipient."""
+
+
+class WatermarkError(SecurityError, ValueError):
+    """A watermark key does not fit the model, or extraction is impossible."""
+
+
+class VTAError(JaxlicError):
+    """Base of VTA toolchain failures (config, encoding, scheduling, simulation)."""
+
+
+class VTAConfigError(VTAError, ConfigError):
+    """A VTA configuration file is malformed or has an out-of-range field."""
+
+
+class VTAEncodingError(VTAError, ValueError):
+    """An instruction field does not fit its width, or an instruction stream is corrupt."""
+
+
+class VTAScheduleError(VTAError, ValueError):
+    """A layer cannot be tiled to fit the configuration's SRAM or micro-op limits."""
+
+
+class VTASimulationError(VTAError, RuntimeError):
+    """The simulator hit a deadlock, an out-of-range access or a forbidden instruction."""

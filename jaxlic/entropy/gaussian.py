@@ -1,0 +1,80 @@
+"""The Gaussian conditional: latents coded with N(mean, scale) whose scale selects a table.
+
+Scales come from a hyper-synthesis; at coding time each scale is mapped to the index of the
+smallest table scale not below it, so the coder only ever sees the fixed scale table.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.special
+from jax.scipy.special import erfc
+
+from jaxlic.entropy.quantize import QuantizeMode, quantize
+from jaxlic.nn.bound import lower_bound
+
+SCALE_BOUND = 0.11
+LIKELIHOOD_BOUND = 1e-9
+TAIL_MASS = 1e-9
+
+
+def default_scale_table(minimum: float = 0.11, maximum: float = 256.0, levels: int = 64) -> np.ndarray:
+    """CompressAI's table: `levels` scales spaced evenly in log between minimum and maximum."""
+    return np.exp(np.linspace(math.log(minimum), math.log(maximum), levels))
+
+
+def standard_cdf(x: jax.Array) -> jax.Array:
+    """Phi(x) through erfc, accurate in the tails."""
+    return 0.5 * erfc(-x / math.sqrt(2.0))
+
+
+def _standard_cdf_float64(x: np.ndarray) -> np.ndarray:
+    """Phi(x) in float64 NumPy, for building tables outside jit."""
+    return 0.5 * scipy.special.erfc(-x / math.sqrt(2.0))
+
+
+def gaussian_likelihood(values: jax.Array, scales: jax.Array, means: jax.Array | None = None) -> jax.Array:
+    """P(|v - mean| in a unit bin) under N(mean, max(scale, 0.11)), bounded below by 1e-9."""
+    centered = values - means if means is not None else values
+    scales = lower_bound(scales, SCALE_BOUND)
+    centered = jnp.abs(centered)
+    upper = standard_cdf((0.5 - centered) / scales)
+    lower = standard_cdf((-0.5 - centered) / scales)
+    return lower_bound(upper - lower, LIKELIHOOD_BOUND)
+
+
+def gaussian_conditional(
+    values: jax.Array, scales: jax.Array, means: jax.Array | None = None,
+    mode: QuantizeMode = "round", rng: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """(quantized latent, likelihoods) of a latent under the Gaussian conditional."""
+    offset = means if means is not None else 0.0
+    quantized = quantize(values, mode, offset, rng)
+    return quantized, gaussian_likelihood(quantized, scales, means)
+
+
+def scale_indexes(scales: np.ndarray, scale_table: np.ndarray) -> np.ndarray:
+    """Index of the table entry used for each scale: the first entry >= the bounded scale."""
+    bounded = np.maximum(scales, SCALE_BOUND)
+    index = np.searchsorted(scale_table[:-1], bounded, side="left")
+    return index.astype(np.int32)
+
+
+def gaussian_table_pmfs(scale_table: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Per table scale: the pmf over [-c, c] (c = ceil(6.109 * scale)), its tail mass, and the
+    offsets -c."""
+    multiplier = -float(scipy.special.ndtri(TAIL_MASS / 2))
+    centers = np.ceil(scale_table * multiplier).astype(np.int64)
+    pmfs, tails = [], []
+    for scale, center in zip(scale_table, centers):
+        samples = np.abs(np.arange(2 * center + 1) - center).astype(np.float64)
+        upper = _standard_cdf_float64((0.5 - samples) / scale)
+        lower = _standard_cdf_float64((-0.5 - samples) / scale)
+        pmfs.append(upper - lower)
+        tails.append(2.0 * lower[0])
+    return pmfs, np.array(tails), -centers
+

@@ -1,0 +1,52 @@
+"""The zoo: names, qualities and channel counts as in CompressAI, plus a width multiplier."""
+
+from __future__ import annotations
+
+from jaxlic.errors import ConfigError
+from jaxlic.models.architectures import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
+from jaxlic.models.config import MSE_LAMBDAS, ModelConfig
+
+ARCHITECTURES = {
+    "bmshj2018-factorized": FactorizedPrior,
+    "bmshj2018-hyperprior": ScaleHyperprior,
+    "mbt2018-mean": MeanScaleHyperprior,
+}
+
+# (N, M) per quality, from CompressAI's zoo.
+_CHANNELS = {
+    "bmshj2018-factorized": {q: (128, 192) if q <= 5 else (192, 320) for q in range(1, 9)},
+    "bmshj2018-hyperprior": {q: (128, 192) if q <= 5 else (192, 320) for q in range(1, 9)},
+    "mbt2018-mean": {q: (128, 192) if q <= 4 else (192, 320) for q in range(1, 9)},
+}
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channel count after the width multiplier (N and M scale together)."""
+    return max(1, int(round(channels * width)))
+
+
+def model_config(name: str, quality: int, width: float = 1.0, gdn: str = "gdn") -> ModelConfig:
+    """The configuration of zoo model `name` at `quality`, scaled by `width`."""
+    if name not in ARCHITECTURES:
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(ARCHITECTURES)}")
+    if quality not in _CHANNELS[name]:
+        raise ConfigError(f"{name} has qualities 1..8, got {quality}")
+    if not 0 < width <= 4:
+        raise ConfigError(f"width must be in (0, 4], got {width}")
+    N, M = _CHANNELS[name][quality]
+    return ModelConfig(
+        arch=name, quality=quality, N=scaled(N, width), M=scaled(M, width), width=width,
+        gdn=gdn, lmbda=MSE_LAMBDAS[quality - 1],
+    )
+
+
+def build_model(config: ModelConfig):
+    """The Flax module for a configuration."""
+    if config.arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture {config.arch!r}")
+    return ARCHITECTURES[config.arch](config)
+
+
+def get_model(name: str, quality: int, width: float = 1.0, gdn: str = "gdn"):
+    """The Flax module of zoo model `name` at `quality` (untrained; init it or load a package)."""
+    return build_model(model_config(name, quality, width, gdn))

@@ -1,0 +1,1 @@
+"""Training: state, loss terms, the step, loops and the data pipeline."""

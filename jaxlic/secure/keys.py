@@ -70,16 +70,15 @@ def write_atomic(path: str | os.PathLike, data: bytes, mode: int = 0o644, overwr
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
-    except OSError as exc:
-        raise SecurityError(f"cannot write {path}: {exc.strerror}") from None
-    try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise SecurityError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
     return path
 

@@ -1,0 +1,1 @@
+"""The jaxlic hardware toolchain: VTA configuration, ISA, scheduler, simulator and perf model."""

@@ -1,0 +1,1 @@
+"""VTA: configs, instruction encoding, lowering of int8 convolutions, simulation, performance."""

@@ -1,0 +1,1 @@
+"""Quantization: fake quantization, pruning, the integer graph and its NumPy reference."""

@@ -161,6 +161,9 @@ def seal(
     for key in recipients:
         if not isinstance(key, X25519PublicKey):
             raise KeyMismatchError(f"recipient keys must be X25519 public keys, got {type(key).__name__}")
+    metadata = {} if metadata is None else metadata
+    if not isinstance(metadata, dict):
+        raise SealError(f"metadata must be a dict, got {type(metadata).__name__}")
     owner_kid = fingerprint(owner)
     content_key = AESGCM.generate_key(bit_length=256)
     # The content key is fresh per blob, so a random nonce is belt and braces, not a necessity.
@@ -176,14 +179,14 @@ def seal(
             }
             for kid, key in by_kid.items()
         ],
-        "metadata": {} if metadata is None else metadata,
+        "metadata": metadata,
     }
-    if not isinstance(header["metadata"], dict):
-        raise SealError(f"metadata must be a dict, got {type(metadata).__name__}")
     try:
         header_bytes = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
         raise SealError(f"metadata must be plain JSON (str keys; str, number, bool, list, dict): {exc}") from None
+    if json.loads(header_bytes)["metadata"] != metadata:  # int keys, tuples: would come back changed
+        raise SealError("metadata must be plain JSON: it would not read back unchanged (non-str keys, tuples?)")
     prefix = _PREFIX.pack(MAGIC, VERSION, len(header_bytes)) + header_bytes
     ct_len = len(payload) + TAG_SIZE
     # One allocation of the final size: ciphertext and signature are written in place.

@@ -182,6 +182,9 @@ def test_unknown_magic_and_version_are_named():
 def test_non_json_metadata_is_refused():
     with pytest.raises(SealError, match="plain JSON"):
         seal(PAYLOAD, [ALICE.public_key()], OWNER, {"x": object()})
+    for changed_by_json in ({1: "a"}, {"t": (1, 2)}):
+        with pytest.raises(SealError, match="read back unchanged"):
+            seal(PAYLOAD, [ALICE.public_key()], OWNER, changed_by_json)
 
 
 def test_files_are_written_atomically_and_only_after_verification(tmp_path):

@@ -1,0 +1,16 @@
+"""Real bitstreams: model packages, the bitstream container, compress/decompress."""
+
+from jaxlic.codec.api import compress, compress_many, decompress, decompress_many
+from jaxlic.codec.bitstream import Bitstream
+from jaxlic.codec.package import ModelPackage, build_tables
+
+
+def load(path) -> ModelPackage:
+    """Open a model package file (config, parameters and coding tables)."""
+    return ModelPackage.load(path)
+
+
+__all__ = [
+    "Bitstream", "ModelPackage", "build_tables", "compress", "compress_many", "decompress",
+    "decompress_many", "load",
+]

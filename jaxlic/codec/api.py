@@ -1,0 +1,111 @@
+"""compress(package, image) -> bytes and decompress(package, bytes) -> image, for any H x W.
+
+Networks run jitted; entropy coding runs outside jit on the package's integer tables. Images
+are padded (edge replication) to a multiple of the model's downsampling and cropped back.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from jaxlic.codec.bitstream import MAX_SIDE, Bitstream
+from jaxlic.codec.package import ModelPackage
+from jaxlic.entropy.gaussian import scale_indexes
+from jaxlic.errors import ImageError
+from jaxlic.images import read_image
+
+ImageLike = np.ndarray | str | os.PathLike
+
+
+def as_rgb_uint8(image: ImageLike) -> np.ndarray:
+    """A uint8 H x W x 3 array from an array of that form or an image file path."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ImageError(
+            f"expected a uint8 H x W x 3 RGB array, got {array.dtype} {array.shape}; "
+            "read files with jaxlic.images.read_image, which converts other modes"
+        )
+    if not (1 <= array.shape[0] <= MAX_SIDE and 1 <= array.shape[1] <= MAX_SIDE):
+        raise ImageError(f"image sides must be 1..{MAX_SIDE}, got {array.shape[:2]}")
+    return array
+
+
+def _padded_size(side: int, multiple: int) -> int:
+    return -(-side // multiple) * multiple
+
+
+def _to_model_input(pixels: np.ndarray, multiple: int) -> np.ndarray:
+    h, w = pixels.shape[:2]
+    pad = ((0, _padded_size(h, multiple) - h), (0, _padded_size(w, multiple) - w), (0, 0))
+    return np.pad(pixels, pad, mode="edge")[None].astype(np.float32) / 255.0
+
+
+def _to_pixels(x_hat: np.ndarray, height: int, width: int) -> np.ndarray:
+    x = np.clip(np.asarray(x_hat)[0, :height, :width], 0.0, 1.0)
+    return np.round(x * 255.0).astype(np.uint8)
+
+
+def _channel_index(shape: tuple[int, ...]) -> np.ndarray:
+    return np.broadcast_to(np.arange(shape[-1], dtype=np.int32), shape)
+
+
+def compress(package: ModelPackage, image: ImageLike) -> bytes:
+    """Encode one image (array or path) into a bitstream."""
+    pixels = as_rgb_uint8(image)
+    model, fns, coders = package.model, package.transforms, package.coders
+    x = _to_model_input(pixels, model.downsampling)
+    y = np.asarray(fns.analysis(x))
+    if not model.hyper:
+        symbols = np.round(y - fns.medians)
+        streams = (coders["bottleneck"].encode(symbols, _channel_index(y.shape)),)
+    else:
+        z = np.asarray(fns.hyper_analysis(y))
+        z_symbols = np.round(z - fns.medians)
+        z_stream = coders["bottleneck"].encode(z_symbols, _channel_index(z.shape))
+        scales, means = fns.hyper_synthesis(z_symbols + fns.medians)
+        indexes = scale_indexes(np.asarray(scales), package.scale_table)
+        y_symbols = np.round(y - means) if means is not None else np.round(y)
+        streams = (z_stream, coders["gaussian"].encode(y_symbols, indexes))
+    bitstream = Bitstream(package.fingerprint, pixels.shape[0], pixels.shape[1], streams)
+    return bitstream.to_bytes()
+
+
+def decompress(package: ModelPackage, data: bytes) -> np.ndarray:
+    """Decode a bitstream made with this package into a uint8 H x W x 3 image."""
+    bitstream = Bitstream.from_bytes(bytes(data), package.fingerprint)
+    model, fns, coders = package.model, package.transforms, package.coders
+    expected_streams = 2 if model.hyper else 1
+    if len(bitstream.streams) != expected_streams:
+        raise ImageError(f"bitstream has {len(bitstream.streams)} streams, this model writes {expected_streams}")
+    h = _padded_size(bitstream.height, model.downsampling)
+    w = _padded_size(bitstream.width, model.downsampling)
+    y_shape = (1, h // 16, w // 16, package.config.M)
+    if not model.hyper:
+        symbols = coders["bottleneck"].decode(bitstream.streams[0], _channel_index(y_shape))
+        y_hat = symbols.reshape(y_shape).astype(np.float32) + fns.medians
+    else:
+        z_shape = (1, h // 64, w // 64, package.config.N)
+        z_symbols = coders["bottleneck"].decode(bitstream.streams[0], _channel_index(z_shape))
+        z_hat = z_symbols.reshape(z_shape).astype(np.float32) + fns.medians
+        scales, means = fns.hyper_synthesis(z_hat)
+        indexes = scale_indexes(np.asarray(scales), package.scale_table)
+        y_symbols = coders["gaussian"].decode(bitstream.streams[1], indexes).reshape(y_shape)
+        y_hat = y_symbols.astype(np.float32)
+        if means is not None:
+            y_hat = y_hat + np.asarray(means)
+    return _to_pixels(fns.synthesis(y_hat), bitstream.height, bitstream.width)
+
+
+def compress_many(package: ModelPackage, images: Sequence[ImageLike]) -> list[bytes]:
+    """Encode several images (each keeps its own size)."""
+    return [compress(package, image) for image in images]
+
+
+def decompress_many(package: ModelPackage, streams: Sequence[bytes]) -> list[np.ndarray]:
+    """Decode several bitstreams."""
+    return [decompress(package, data) for data in streams]

@@ -1,0 +1,199 @@
+"""Model packages: one file holding a model's config, parameters and coding tables.
+
+Layout: magic `JXLCPKG\\0`, format version (u16), header length (u32), a JSON header (config and
+an index of arrays), the raw little-endian arrays, and a SHA-256 of everything before it.
+The fingerprint that bitstreams carry is a hash of config, parameters and tables.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from jaxlic.entropy.coder import SymbolCoder
+from jaxlic.entropy.factorized import table_ranges
+from jaxlic.entropy.gaussian import default_scale_table, gaussian_table_pmfs
+from jaxlic.entropy.tables import CodingTables
+from jaxlic.errors import ConfigError, PackageError
+from jaxlic.images import atomic_path
+from jaxlic.models import ModelConfig, build_model
+
+MAGIC = b"JXLCPKG\0"
+VERSION = 1
+_PREFIX = struct.Struct("<8sHI")
+_DIGEST = 32
+
+
+@dataclass
+class ModelPackage:
+    """A trained model ready to code: config, parameters and its integer coding tables."""
+
+    config: ModelConfig
+    params: dict
+    tables: dict[str, CodingTables] = field(default_factory=dict)
+    scale_table: np.ndarray | None = None
+
+    @functools.cached_property
+    def model(self):
+        return build_model(self.config)
+
+    @functools.cached_property
+    def transforms(self) -> "Transforms":
+        """The model's networks, jitted once per package (and per input shape)."""
+        return Transforms(self)
+
+    @functools.cached_property
+    def coders(self) -> dict[str, SymbolCoder]:
+        """A range coder per table set, built from the stored integer tables."""
+        return {name: SymbolCoder(tables) for name, tables in self.tables.items()}
+
+    @functools.cached_property
+    def fingerprint(self) -> bytes:
+        """SHA-256 (first 8 bytes) of config, parameters and tables: what a bitstream names."""
+        digest = hashlib.sha256(self.config.to_json().encode())
+        for name, array in sorted(self._arrays().items()):
+            digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.digest()[:8]
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        flat = traverse_util.flatten_dict(self.params, sep="/")
+        arrays = {f"params/{k}": np.asarray(v) for k, v in flat.items()}
+        for name, tables in self.tables.items():
+            arrays.update(tables.to_arrays(f"tables/{name}"))
+        if self.scale_table is not None:
+            arrays["tables/scale_table"] = np.asarray(self.scale_table, np.float64)
+        return arrays
+
+    def save(self, path: str | Path) -> None:
+        """Write the package atomically (no partial file on failure)."""
+        arrays = self._arrays()
+        index, offset, blobs = [], 0, []
+        for name, array in sorted(arrays.items()):
+            data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+            index.append({"name": name, "dtype": array.dtype.newbyteorder("<").str,
+                          "shape": list(array.shape), "offset": offset, "nbytes": len(data)})
+            blobs.append(data)
+            offset += len(data)
+        header = json.dumps({"config": json.loads(self.config.to_json()), "arrays": index}).encode()
+        body = _PREFIX.pack(MAGIC, VERSION, len(header)) + header + b"".join(blobs)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(body + hashlib.sha256(body).digest())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelPackage":
+        """Read and verify a package file; PackageError if it is not one or is damaged."""
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise PackageError(f"cannot read model package {path}: {exc.strerror}") from None
+        return cls.from_bytes(data, str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "<bytes>") -> "ModelPackage":
+        """Parse and verify package bytes."""
+        if len(data) < _PREFIX.size + _DIGEST or data[:8] != MAGIC:
+            raise PackageError(f"{name} is not a jaxlic model package")
+        _, version, header_len = _PREFIX.unpack_from(data)
+        if version != VERSION:
+            raise PackageError(f"{name}: package format version {version} is not supported (expected {VERSION})")
+        body, digest = data[:-_DIGEST], data[-_DIGEST:]
+        if hashlib.sha256(body).digest() != digest:
+            raise PackageError(f"{name}: checksum mismatch (truncated or corrupted package)")
+        try:
+            header = json.loads(body[_PREFIX.size : _PREFIX.size + header_len])
+            config = ModelConfig.from_json(header["config"])
+            start = _PREFIX.size + header_len
+            arrays = {
+                e["name"]: np.frombuffer(body, np.dtype(e["dtype"]), int(np.prod(e["shape"])),
+                                         start + e["offset"]).reshape(e["shape"]).copy()
+                for e in header["arrays"]
+            }
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            raise PackageError(f"{name}: malformed package header ({exc})") from None
+        return cls._from_arrays(config, arrays)
+
+    @classmethod
+    def _from_arrays(cls, config: ModelConfig, arrays: dict[str, np.ndarray]) -> "ModelPackage":
+        params = traverse_util.unflatten_dict(
+            {k[len("params/"):]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("params/")},
+            sep="/",
+        )
+        names = {k.split("/")[1] for k in arrays if k.startswith("tables/") and k.count("/") == 2}
+        tables = {n: CodingTables.from_arrays(arrays, f"tables/{n}") for n in sorted(names)}
+        package = cls(config, params, tables, arrays.get("tables/scale_table"))
+        package.check_complete()
+        return package
+
+    def check_complete(self) -> None:
+        """PackageError unless the parameters fit the config and the needed tables are there."""
+        model = self.model
+        expected = jax.eval_shape(
+            lambda: model.init({"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(0)},
+                               jnp.zeros((1, model.downsampling, model.downsampling, 3)))
+        )["params"]
+        want = {k: v.shape for k, v in traverse_util.flatten_dict(expected, sep="/").items()}
+        have = {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(self.params, sep="/").items()}
+        if want != have:
+            missing = sorted(set(want) - set(have))[:3]
+            wrong = sorted(k for k in set(want) & set(have) if want[k] != have[k])[:3]
+            raise PackageError(
+                f"parameters do not fit {self.config.arch} (N={self.config.N}, M={self.config.M}): "
+                f"missing {missing}, wrong shape {wrong}"
+            )
+        needed = {"bottleneck", "gaussian"} if model.hyper else {"bottleneck"}
+        if not needed <= set(self.tables) or (model.hyper and self.scale_table is None):
+            raise PackageError("model package has no coding tables; run build_tables first")
+
+
+class Transforms:
+    """Jitted analysis/synthesis (and hyper) networks of one package, parameters bound."""
+
+    def __init__(self, package: ModelPackage):
+        model, params = package.model, package.params
+
+        def bound(method):
+            fn = jax.jit(lambda p, x: model.apply({"params": p}, x, method=method))
+            return lambda x: fn(params, x)
+
+        self.analysis = bound("analysis")
+        self.synthesis = bound("synthesis")
+        self.medians = np.asarray(params["entropy_bottleneck"]["quantiles"][:, 0, 1], np.float32)
+        if model.hyper:
+            self.hyper_analysis = bound("hyper_analysis")
+            self.hyper_synthesis = bound("hyper_synthesis")
+
+
+def build_tables(config: ModelConfig, params: dict) -> ModelPackage:
+    """Freeze a trained model into a package: integer coding tables built once from params."""
+    model = build_model(config)
+    quantiles = np.asarray(params["entropy_bottleneck"]["quantiles"], np.float64)
+    medians, below, above = table_ranges(quantiles)
+    lengths = below + above + 1
+    samples = np.arange(lengths.max())[None, :] + (medians - below)[:, None]
+    pmf, tail = model.apply(
+        {"params": params}, jnp.asarray(samples[:, None, :], jnp.float32),
+        method=lambda m, s: m.entropy_bottleneck.table_pmfs(s),
+    )
+    pmf, tail = np.asarray(pmf, np.float64), np.asarray(tail, np.float64)
+    if not np.all(np.isfinite(pmf)):
+        raise ConfigError("the factorized prior produced non-finite probabilities (diverged model?)")
+    tables = {
+        "bottleneck": CodingTables.from_pmfs(
+            [pmf[c, : lengths[c]] for c in range(len(lengths))], tail, -below
+        )
+    }
+    scale_table = None
+    if model.hyper:
+        scale_table = default_scale_table()
+        tables["gaussian"] = CodingTables.from_pmfs(*gaussian_table_pmfs(scale_table))
+    return ModelPackage(config, params, tables, scale_table)

@@ -151,6 +151,9 @@ class Simulator:
                 raise VTASimulationError(self._deadlock_report(queues, heads, tokens, finished))
         if finished != 1:
             raise VTASimulationError(f"the stream executed {finished} FINISH instructions; it needs exactly one")
+        if any(tokens.values()):
+            left = ", ".join(f"{k}={v}" for k, v in tokens.items() if v)
+            raise VTASimulationError(f"tokens left in the FIFOs at the end ({left}) would desynchronize the next stream")
         return self.counters
 
     def _flags(self, module: str, insn: Instruction, index: int, table: dict) -> list[str]:

@@ -45,3 +45,10 @@ def pack_bias(bias: np.ndarray, block: int) -> np.ndarray:
     padded = np.zeros(ob * block, np.int32)
     padded[:bias.shape[0]] = bias
     return padded.reshape(ob, block)
+
+
+def unpack_weights(packed: np.ndarray, in_channels: int, out_channels: int) -> np.ndarray:
+    """Inverse of `pack_weights`: (O/c, I/c, KH, KW, c_out, c_in) -> HWIO."""
+    ob, ib, kh, kw, block, _ = packed.shape
+    hwio = packed.transpose(2, 3, 1, 5, 0, 4).reshape(kh, kw, ib * block, ob * block)
+    return np.ascontiguousarray(hwio[:, :, :in_channels, :out_channels])

@@ -20,7 +20,7 @@ import numpy as np
 from flax import traverse_util
 
 from jaxlic.entropy.coder import SymbolCoder
-from jaxlic.entropy.factorized import table_ranges
+from jaxlic.entropy.factorized import solve_quantiles, table_ranges
 from jaxlic.entropy.gaussian import default_scale_table, gaussian_table_pmfs
 from jaxlic.entropy.tables import CodingTables
 from jaxlic.errors import ConfigError, PackageError
@@ -174,10 +174,20 @@ class Transforms:
 
 
 def build_tables(config: ModelConfig, params: dict) -> ModelPackage:
-    """Freeze a trained model into a package: integer coding tables built once from params."""
+    """Freeze a trained model into a package: quantiles solved from the learned cumulative,
+    then integer coding tables built once from it."""
     model = build_model(config)
-    quantiles = np.asarray(params["entropy_bottleneck"]["quantiles"], np.float64)
-    medians, below, above = table_ranges(quantiles)
+
+    def logits(points: np.ndarray) -> np.ndarray:
+        out = model.apply({"params": params}, jnp.asarray(points, jnp.float32),
+                          method=lambda m, x: m.entropy_bottleneck.logits_cumulative(x))
+        return np.asarray(out, np.float64)
+
+    bottleneck = dict(params["entropy_bottleneck"])
+    quantiles = solve_quantiles(logits, bottleneck["quantiles"].shape[0])
+    bottleneck["quantiles"] = jnp.asarray(quantiles, jnp.float32)
+    params = {**params, "entropy_bottleneck": bottleneck}
+    medians, below, above = table_ranges(np.asarray(bottleneck["quantiles"], np.float64))
     lengths = below + above + 1
     samples = np.arange(lengths.max())[None, :] + (medians - below)[:, None]
     pmf, tail = model.apply(

@@ -1,14 +1,17 @@
 """The deep factorized prior of Balle et al. 2018 ("EntropyBottleneck" in CompressAI).
 
 Each channel has a monotone cumulative c(x) = sigmoid(MLP(x)) whose weights are kept
-positive by softplus. Learned quantiles (tail mass / 2, median, 1 - tail mass / 2) bound the
-range of the coding tables; they are fitted by an auxiliary loss that only moves them.
+positive by softplus. The quantiles (tail mass / 2, median, 1 - tail mass / 2) bound the range
+of the coding tables. CompressAI fits them during training with an auxiliary loss, which needs
+many steps to converge; jaxlic instead solves c(q) = target exactly by bisection when tables
+are built (the cumulative is monotone), so short runs get exact ranges and no extra loss term.
 Parameter shapes follow CompressAI so weights convert both ways.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +19,7 @@ import numpy as np
 import flax.linen as nn
 
 from jaxlic.entropy.quantize import QuantizeMode, quantize
+from jaxlic.errors import ConfigError
 from jaxlic.nn.bound import lower_bound
 
 LIKELIHOOD_BOUND = 1e-9
@@ -100,12 +104,6 @@ class EntropyBottleneck(nn.Module):
         quantized = quantize(values, mode, self.medians(), rng)
         return quantized, self.likelihood(quantized)
 
-    def aux_loss(self) -> jax.Array:
-        """Pulls the quantiles to the tail-mass points of the current density (moves only them)."""
-        target = math.log(2.0 / self.tail_mass - 1.0)
-        logits = self.logits_cumulative(self.quantiles, stop_gradient=True)
-        return jnp.abs(logits - jnp.array([-target, 0.0, target])).sum()
-
     def table_pmfs(self, centers: jax.Array) -> tuple[jax.Array, jax.Array]:
         """pmf at (C, 1, K) centers and the tail mass outside them, for building tables."""
         lower = self.logits_cumulative(centers - 0.5)
@@ -114,6 +112,28 @@ class EntropyBottleneck(nn.Module):
         pmf = jnp.abs(jax.nn.sigmoid(sign * upper) - jax.nn.sigmoid(sign * lower))[:, 0]
         tail = jax.nn.sigmoid(lower[:, 0, :1]) + jax.nn.sigmoid(-upper[:, 0, -1:])
         return pmf, tail[:, 0]
+
+
+def solve_quantiles(
+    logits_cumulative: Callable[[np.ndarray], np.ndarray], channels: int, tail_mass: float = 1e-9,
+    iterations: int = 60,
+) -> np.ndarray:
+    """(C, 1, 3) points where the cumulative equals tail/2, 1/2 and 1 - tail/2, by bisection."""
+    target = math.log(2.0 / tail_mass - 1.0)
+    targets = np.tile(np.array([-target, 0.0, target]), (channels, 1, 1))
+    lo, hi = np.full_like(targets, -1.0), np.full_like(targets, 1.0)
+    for _ in range(40):
+        below, above = logits_cumulative(lo) > targets, logits_cumulative(hi) < targets
+        if not (below.any() or above.any()):
+            break
+        lo, hi = np.where(below, 2 * lo, lo), np.where(above, 2 * hi, hi)
+    else:
+        raise ConfigError("the factorized prior's cumulative does not reach its tails (diverged model?)")
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        left = logits_cumulative(mid) < targets
+        lo, hi = np.where(left, mid, lo), np.where(left, hi, mid)
+    return (lo + hi) / 2
 
 
 def table_ranges(quantiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

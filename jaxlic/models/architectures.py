@@ -44,9 +44,6 @@ class FactorizedPrior(nn.Module):
         y_hat, y_likelihoods = self.entropy_bottleneck(y, mode)
         return {"x_hat": self.synthesis(y_hat), "likelihoods": {"y": y_likelihoods}, "y": y}
 
-    def aux_loss(self) -> jax.Array:
-        return self.entropy_bottleneck.aux_loss()
-
 
 class ScaleHyperprior(FactorizedPrior):
     """bmshj2018-hyperprior: a hyperprior z predicts the scale of each latent element."""

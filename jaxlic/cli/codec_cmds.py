@@ -1,0 +1,106 @@
+"""`jaxlic compress | decompress | info | models`: the codec from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tqdm import tqdm
+
+BITSTREAM_SUFFIX = ".jxlc"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("compress", help="encode images (files or a folder) into bitstreams")
+    p.add_argument("input", type=Path, help="an image file or a folder of images")
+    p.add_argument("output", type=Path, help="bitstream file, or folder when the input is a folder")
+    p.add_argument("--model", required=True, type=Path, help="model package (.jxlm)")
+    p.set_defaults(func=_compress)
+
+    p = subparsers.add_parser("decompress", help="decode bitstreams into PNG images")
+    p.add_argument("input", type=Path, help="a bitstream or a folder of bitstreams")
+    p.add_argument("output", type=Path, help="image file, or folder when the input is a folder")
+    p.add_argument("--model", required=True, type=Path, help="model package that encoded them")
+    p.set_defaults(func=_decompress)
+
+    p = subparsers.add_parser("info", help="what a bitstream or model package holds")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=_info)
+
+    p = subparsers.add_parser("models", help="list the model zoo")
+    p.set_defaults(func=_models)
+
+
+def _pairs(source: Path, target: Path, inputs: list[Path], suffix: str) -> list[tuple[Path, Path]]:
+    if source.is_dir():
+        return [(f, target / f.relative_to(source).with_suffix(suffix)) for f in inputs]
+    return [(source, target)]
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from jaxlic.codec import Bitstream, compress, load
+    from jaxlic.images import atomic_path, list_images
+
+    package = load(args.model)
+    inputs = list_images(args.input) if args.input.is_dir() else [args.input]
+    total_bytes = total_pixels = 0
+    for source, target in tqdm(_pairs(args.input, args.output, inputs, BITSTREAM_SUFFIX),
+                               desc="compress", unit="img", disable=len(inputs) < 2):
+        data = compress(package, source)
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(data)
+        header = Bitstream.from_bytes(data)
+        total_bytes += len(data)
+        total_pixels += header.height * header.width
+    print(f"{len(inputs)} image(s), {total_bytes} bytes, {8 * total_bytes / total_pixels:.4f} bpp")
+    return 0
+
+
+def _decompress(args: argparse.Namespace) -> int:
+    from jaxlic.codec import decompress, load
+    from jaxlic.images import write_image
+
+    package = load(args.model)
+    inputs = sorted(args.input.rglob(f"*{BITSTREAM_SUFFIX}")) if args.input.is_dir() else [args.input]
+    for source, target in tqdm(_pairs(args.input, args.output, inputs, ".png"),
+                               desc="decompress", unit="img", disable=len(inputs) < 2):
+        write_image(target, decompress(package, source.read_bytes()))
+    print(f"{len(inputs)} image(s) decoded")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from jaxlic.codec import Bitstream, ModelPackage
+    from jaxlic.codec.bitstream import MAGIC as STREAM_MAGIC
+    from jaxlic.errors import JaxlicError
+
+    data = args.file.read_bytes()
+    if data.startswith(STREAM_MAGIC):
+        stream = Bitstream.from_bytes(data)
+        info = {"kind": "bitstream", "model_fingerprint": stream.fingerprint.hex(),
+                "height": stream.height, "width": stream.width, "bytes": len(data),
+                "bpp": 8 * len(data) / (stream.height * stream.width),
+                "stream_bytes": [len(s) for s in stream.streams]}
+    else:
+        try:
+            package = ModelPackage.from_bytes(data, str(args.file))
+        except JaxlicError:
+            raise JaxlicError(f"{args.file} is neither a jaxlic bitstream nor a model package") from None
+        info = {"kind": "model package", "fingerprint": package.fingerprint.hex(),
+                "config": json.loads(package.config.to_json()), "bytes": len(data),
+                "tables": {k: list(t.freqs.shape) for k, t in package.tables.items()}}
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from jaxlic.models import ARCHITECTURES, model_config
+
+    print(f"{'model':24s} {'quality':>7s} {'N':>5s} {'M':>5s} {'lambda':>8s}")
+    for name in ARCHITECTURES:
+        for quality in range(1, 9):
+            c = model_config(name, quality)
+            print(f"{name:24s} {quality:7d} {c.N:5d} {c.M:5d} {c.lmbda:8.4f}")
+    print("A width multiplier (--width in training) scales N and M together.")
+    return 0

@@ -164,3 +164,33 @@ def requantize(acc: np.ndarray, shift: int, lo: int = INT8_MIN, hi: int = INT8_M
         raise TypeError(f"acc must be int32, got {acc.dtype}")
     rounded = acc if shift == 0 else (acc.astype(np.int64) + (1 << (shift - 1))).astype(np.int32)
     return np.clip(rounded >> shift, lo, hi).astype(np.int8)
+
+
+def subpixel_conv_weights(w: np.ndarray, stride: int, padding: int) -> tuple[np.ndarray, int]:
+    """Transposed-conv HWIO weights -> (weights, padding) of the equivalent stride-1 direct conv.
+
+    The direct conv's output channel (py * stride + px) * C_out + c holds output phase (py, px) of
+    channel c, so `depth_to_space` of its result equals `conv2d_transpose` (when the sub-pixel
+    window is centred, e.g. kernel 5, stride 2, padding 2); taps outside a phase get zero weights.
+    """
+    kh, kw, cin, cout = w.shape
+    if kh != kw:
+        raise ValueError("sub-pixel packing needs a square kernel")
+    taps = subpixel_taps(kh, stride, padding)
+    lo, hi = min(t.offset for t in taps), max(t.offset for t in taps)
+    if lo != -hi:
+        raise ValueError(f"sub-pixel window [{lo}, {hi}] is not centred; use conv2d_transpose_subpixel")
+    span = hi - lo + 1
+    packed = np.zeros((span, span, cin, stride, stride, cout), w.dtype)
+    for ty in taps:
+        for tx in taps:
+            packed[ty.offset - lo, tx.offset - lo, :, ty.phase, tx.phase] = w[ty.kernel_index, tx.kernel_index]
+    return packed.reshape(span, span, cin, stride * stride * cout), -lo
+
+
+def depth_to_space(y: np.ndarray, stride: int) -> np.ndarray:
+    """(N, H, W, s*s*C) with channel (py*s + px)*C + c -> (N, H*s, W*s, C)."""
+    n, h, w, c = y.shape
+    channels = c // (stride * stride)
+    return np.ascontiguousarray(y.reshape(n, h, w, stride, stride, channels).transpose(0, 1, 3, 2, 4, 5)
+                                .reshape(n, h * stride, w * stride, channels))

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxlic.quant.intops import (conv2d, conv2d_transpose, conv2d_transpose_subpixel, requantize,
-                                 subpixel_taps)
+from jaxlic.quant.intops import (conv2d, conv2d_transpose, conv2d_transpose_subpixel, depth_to_space, requantize,
+                                 subpixel_conv_weights, subpixel_taps)
 
 
 def _naive_conv(x, w, bias, stride, padding):
@@ -85,3 +85,15 @@ def test_requantize_rule():
         requantize(acc, 32)
     with pytest.raises(TypeError):
         requantize(acc.astype(np.int64), 1)
+
+
+def test_subpixel_conv_packing_equals_transposed_conv():
+    rng = np.random.default_rng(4)
+    x, wt = _random(rng, (1, 5, 6, 7)), _random(rng, (5, 5, 7, 3))
+    bias = rng.integers(-1000, 1000, 3).astype(np.int32)
+    packed, padding = subpixel_conv_weights(wt, 2, 2)
+    assert packed.shape == (3, 3, 7, 12) and padding == 1
+    got = depth_to_space(conv2d(x, packed, np.tile(bias, 4), 1, padding), 2)
+    np.testing.assert_array_equal(got, conv2d_transpose(x, wt, bias, 2, 2, 1))
+    with pytest.raises(ValueError, match="not centred"):
+        subpixel_conv_weights(wt, 2, 3)

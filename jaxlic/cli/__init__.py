@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "jaxlic.cli.codec_cmds",
     "jaxlic.cli.eval_cmds",
     "jaxlic.cli.secure_cmds",
+    "jaxlic.cli.train_cmds",
 )
 
 
@@ -21,13 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxlic", description="Learned image compression in JAX.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

@@ -129,7 +129,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_passphrase_options(p)
     p.set_defaults(func=_cmd_open)
 
-    p = subparsers.add_parser("inspect", aliases=["info"], help="show a sealed file's public header")
+    p = subparsers.add_parser("inspect", help="show a sealed file's public header")
     p.add_argument("input")
     p.add_argument("--owner", help="also verify the signature with this owner public key")
     p.set_defaults(func=_cmd_inspect)

@@ -1,0 +1,87 @@
+"""`jaxlic train | eval | demo`: training runs, Kodak-style evaluation, the end-to-end demo."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    from jaxlic.models import ARCHITECTURES
+
+    p = subparsers.add_parser("train", help="train a zoo model into a package (resumes if --out has a run)")
+    p.add_argument("--model", default="bmshj2018-factorized", choices=list(ARCHITECTURES))
+    p.add_argument("--quality", type=int, default=3)
+    p.add_argument("--width", type=float, default=1.0, help="scales N and M together")
+    p.add_argument("--gdn", default="gdn", choices=["gdn", "simplified"])
+    p.add_argument("--metric", default="mse", choices=["mse", "ms-ssim"])
+    p.add_argument("--lambda", dest="lmbda", type=float, default=None, help="default: the zoo's lambda")
+    p.add_argument("--data", type=Path, action="append", default=[], help="image folder (repeatable); default: built-in images")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--warmup", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, metrics.jsonl, model.jxlm)")
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser("eval", help="bpp (real bytes), PSNR, MS-SSIM and times of a package on a folder")
+    p.add_argument("--model", type=Path, required=True, help="model package (.jxlm)")
+    p.add_argument("--data", type=Path, required=True, help="folder of evaluation images (e.g. Kodak)")
+    p.add_argument("--out", type=Path, help="results JSON (CompressAI format, with per-image results)")
+    p.add_argument("--name", default=None, help="curve name in the results")
+    p.set_defaults(func=_eval)
+
+    p = subparsers.add_parser("demo", help="train a small model, compare with JPEG, plot (the README's main job)")
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.set_defaults(func=_demo)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from jaxlic.train.loop import TrainConfig, Trainer
+
+    config = TrainConfig(
+        model=args.model, quality=args.quality, width=args.width, gdn=args.gdn, metric=args.metric,
+        lmbda=args.lmbda, data=tuple(str(d) for d in args.data), steps=args.steps,
+        batch_size=args.batch_size, crop=args.crop, learning_rate=args.lr, warmup=args.warmup,
+        seed=args.seed, checkpoint_every=args.checkpoint_every,
+    )
+    Trainer(config, args.out).run()
+    print(f"wrote {args.out / 'model.jxlm'}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    from jaxlic.codec import compress, decompress, load
+    from jaxlic.eval.evaluate import evaluate
+    from jaxlic.eval.results import make_record, save_results
+    from jaxlic.images import list_images, read_image
+
+    package = load(args.model)
+    paths = list_images(args.data)
+    images = [(p.stem, read_image(p)) for p in paths]
+    with tqdm(total=len(images), desc="eval", unit="img") as bar:
+        result = evaluate(lambda x: compress(package, x), lambda b: decompress(package, b), images,
+                          on_image=lambda _: bar.update())
+    record = make_record(args.name or package.config.arch, json.dumps(json.loads(package.config.to_json())), [result])
+    record["per_image"] = [asdict(r) for r in result.images]
+    if args.out:
+        save_results(args.out, record)
+    print(f"{len(images)} images: {result.bpp:.4f} bpp, {result.psnr:.3f} dB PSNR, MS-SSIM {result.ms_ssim:.4f}, "
+          f"encode {result.mean('encode_time'):.3f} s, decode {result.mean('decode_time'):.3f} s")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from jaxlic.demo import run_demo
+
+    run_demo(args.out, args.steps)
+    return 0

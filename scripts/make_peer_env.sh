@@ -70,7 +70,7 @@ done
 # A fresh directory for a fresh attempt: never build on top of a half-installed venv.
 rm -rf "$DIR"
 mkdir -p "$DIR"
-[ -n "$PY" ] || unavailable "no Python 3.11 with venv/ensurepip found (tried PEER_PYTHON, python3.11, pyenv 3.11.*, python3); install one, e.g. 'pyenv install 3.11' or 'apt-get install python3.11-venv'"
+[ -n "$PY" ] || unavailable "no Python 3.11 with venv/ensurepip found (tried PEER_PYTHON, python3.11, pyenv 3.11.*, /usr/bin and /usr/local/bin python3.11, python3); install one, e.g. 'pyenv install 3.11' or 'apt-get install python3.11-venv'"
 
 free_kb="$(df -Pk "$DIR" | awk 'NR==2 {print $4}')"
 if [ -n "$free_kb" ] && [ "$free_kb" -lt $(( NEED_GB * 1024 * 1024 )) ]; then

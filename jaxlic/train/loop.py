@@ -97,8 +97,13 @@ class Trainer:
         source = ImageSet.from_folders(*self.config.data, progress=self.progress) if self.config.data else ImageSet.default()
         return Batches(source, self.config.batch_size, self.config.crop, self.config.seed)
 
-    def run(self) -> ModelPackage:
-        """Train to `config.steps` (resuming from the latest checkpoint) and write the package."""
+    def run(self, until: int | None = None) -> ModelPackage | None:
+        """Train to `config.steps` (resuming from the latest checkpoint) and write the package.
+
+        With `until`, stop after that step with a checkpoint and return None: a run in slices
+        (or one that was interrupted) continues exactly where it stopped.
+        """
+        stop = self.config.steps if until is None else min(until, self.config.steps)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._check_config_file()
         state = self.initial_state()
@@ -112,7 +117,7 @@ class Trainer:
             log = (self.run_dir / "metrics.jsonl").open("a")
             bar = tqdm(total=self.config.steps, initial=start, desc="train", unit="step", disable=not self.progress)
             try:
-                with batches.iterate(start, self.config.steps) as stream:
+                with batches.iterate(start, max(start, stop)) as stream:
                     for batch in stream:
                         state, metrics = self.step_fn(state, self.parallel.put_batch(batch))
                         step = int(state.step)
@@ -131,6 +136,8 @@ class Trainer:
             finally:
                 bar.close()
                 log.close()
+        if int(state.step) < self.config.steps:
+            return None
         package = build_tables(self.model_config, jax.device_get(state.params))
         package.save(self.run_dir / "model.jxlm")
         return package

@@ -17,10 +17,13 @@ from jaxlic.eval.plots import plot_rd
 from jaxlic.eval.reference_curves import reference_curve
 from jaxlic.eval.results import make_record, save_results
 from jaxlic.images import default_images, list_images, read_image
+from jaxlic.models import model_config
 from jaxlic.train.loop import TrainConfig, Trainer
+from jaxlic.train.task import codec_task
 
 SHARED = Path("../shared/data")
 HELD_OUT = ("hubble_deep_field", "motorcycle")
+DEMO_MODEL = "bmshj2018-factorized"
 JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
 
 
@@ -37,16 +40,16 @@ def demo_data(kodak_images: int) -> tuple[tuple[str, ...], list[tuple[str, np.nd
 def run_demo(out: Path, steps: int, kodak_images: int = 6, progress: bool = True) -> dict:
     """Train, evaluate against JPEG, write results and an RD plot to `out`; return the summary."""
     folders, images, where = demo_data(kodak_images)
-    config = TrainConfig(model="bmshj2018-factorized", quality=4, width=0.5, steps=steps,
-                         batch_size=8, crop=128, learning_rate=5e-4, warmup=50,
+    config = TrainConfig(steps=steps, batch_size=8, crop=128, learning_rate=5e-4, warmup=50,
                          checkpoint_every=max(steps // 4, 1), data=folders)
-    print(f"training {config.model} (width {config.width}) for {steps} steps on "
+    model = model_config(DEMO_MODEL, quality=4, width=0.5)
+    print(f"training {model.arch} (width {model.width}) for {steps} steps on "
           f"{folders[0] if folders else 'the built-in images'}; evaluating on {where}")
-    package = Trainer(config, out / "run", progress=progress).run()
+    package = Trainer(config, codec_task(model), out / "run", progress=progress).run()
 
     learned = evaluate(lambda x: compress(package, x), lambda b: decompress(package, b), images)
     jpeg = codecs.sweep("jpeg", images, JPEG_QUALITIES, progress=progress)
-    learned_record = make_record("jaxlic " + config.model, f"width {config.width}, {steps} steps", [learned])
+    learned_record = make_record(f"jaxlic {model.arch}", f"width {model.width}, {steps} steps", [learned])
     jpeg_record = make_record("JPEG (Pillow)", "4:2:0", jpeg, JPEG_QUALITIES)
     save_results(out / "results.json", [learned_record, jpeg_record])
     references = [reference_curve("JPEG"), reference_curve("bmshj2018-factorized")] if folders else []

@@ -41,15 +41,21 @@ def register(subparsers) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from jaxlic.models import model_config
     from jaxlic.train.loop import TrainConfig, Trainer
+    from jaxlic.train.task import codec_task
 
     config = TrainConfig(
-        model=args.model, quality=args.quality, width=args.width, gdn=args.gdn, metric=args.metric,
-        lmbda=args.lmbda, data=tuple(str(d) for d in args.data), steps=args.steps,
-        batch_size=args.batch_size, crop=args.crop, learning_rate=args.lr, warmup=args.warmup,
-        seed=args.seed, checkpoint_every=args.checkpoint_every,
+        data=tuple(str(d) for d in args.data), steps=args.steps, batch_size=args.batch_size,
+        crop=args.crop, learning_rate=args.lr, warmup=args.warmup, seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
     )
-    Trainer(config, args.out).run()
+    model = model_config(args.model, args.quality, args.width, args.gdn)
+    if args.lmbda is not None:
+        model = dataclasses.replace(model, lmbda=args.lmbda)
+    Trainer(config, codec_task(model, args.metric), args.out).run()
     print(f"wrote {args.out / 'model.jxlm'}")
     return 0
 

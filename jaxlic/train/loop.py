@@ -1,43 +1,32 @@
 """Training runs: config, checkpoints with exact resume, JSONL metrics, progress, a package.
 
 A run directory holds `checkpoints/` (orbax), `metrics.jsonl`, `config.json` and, at the end,
-`model.jxlm`. Batch i and the step's noise are pure functions of (seed, i), so a resumed run
-reproduces an uninterrupted one.
+the task's artifact (for codec tasks `model.jxlm`). Batch i and the step's noise are pure
+functions of (seed, i), so a resumed run reproduces an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
-from jaxlic.codec import ModelPackage, build_tables
 from jaxlic.errors import ConfigError
-from jaxlic.models import build_model, model_config
 from jaxlic.train.data import Batches, ImageSet
 from jaxlic.train.parallel import data_parallel
 from jaxlic.train.step import TrainState, init_state, make_optimizer, make_train_step
-from jaxlic.train.terms import RateDistortion
+from jaxlic.train.task import Task, describe
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a run; saved next to its checkpoints."""
+    """How to train (data, schedule, seeds, checkpoints); what to train is the task."""
 
-    model: str = "bmshj2018-factorized"
-    quality: int = 3
-    width: float = 1.0
-    gdn: str = "gdn"
-    metric: str = "mse"
-    lmbda: float | None = None  # None: the zoo's lambda for `quality`
     data: tuple[str, ...] = ()  # folders; empty: the built-in default images
     steps: int = 1000
     batch_size: int = 8
@@ -56,49 +45,30 @@ class TrainConfig:
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("checkpoint_every and log_every must be >= 1")
 
-    @classmethod
-    def from_file(cls, path: Path) -> "TrainConfig":
-        data = json.loads(path.read_text())
-        data["data"] = tuple(data.get("data", ()))
-        return cls(**data)
-
 
 class Trainer:
-    """One run: model, loss terms, optimizer, data and the jitted step."""
+    """One run of a task: data, optimizer, the jitted step, checkpoints and logs."""
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path, progress: bool = True):
+    def __init__(self, config: TrainConfig, task: Task, run_dir: str | Path, progress: bool = True):
         self.config = config
+        self.task = task
         self.run_dir = Path(run_dir)
         self.progress = progress
-        self.model_config = model_config(config.model, config.quality, config.width, config.gdn)
-        if config.lmbda is not None:
-            self.model_config = dataclasses.replace(self.model_config, lmbda=config.lmbda)
-        self.model = build_model(self.model_config)
-        self.terms = [RateDistortion(self.model_config.lmbda, config.metric)]
         self.tx = make_optimizer(config.learning_rate, config.steps, config.clip_norm,
                                  config.warmup, config.decay)
-        model = self.model
-
-        def forward(params, batch, rng):
-            return model.apply({"params": params}, batch, "noise", rngs={"noise": rng})
-
-        self.step_fn = make_train_step(forward, self.terms, self.tx)
+        self.step_fn = make_train_step(task.forward, task.terms, self.tx)
         self.parallel = data_parallel(config.batch_size)
 
     def initial_state(self) -> TrainState:
-        size = self.model.downsampling
-        variables = self.model.init(
-            {"params": jax.random.PRNGKey(self.config.seed), "noise": jax.random.PRNGKey(self.config.seed + 1)},
-            jnp.zeros((1, size, size, 3)),
-        )
-        return init_state(variables["params"], self.tx, self.terms, self.config.seed)
+        return init_state(self.task.init_params(self.config.seed), self.tx, self.task.terms, self.config.seed)
 
     def _batches(self) -> Batches:
         source = ImageSet.from_folders(*self.config.data, progress=self.progress) if self.config.data else ImageSet.default()
         return Batches(source, self.config.batch_size, self.config.crop, self.config.seed)
 
-    def run(self, until: int | None = None) -> ModelPackage | None:
-        """Train to `config.steps` (resuming from the latest checkpoint) and write the package.
+    def run(self, until: int | None = None):
+        """Train to `config.steps` (resuming from the latest checkpoint); return the task's
+        artifact (for codec tasks, the model package).
 
         With `until`, stop after that step with a checkpoint and return None: a run in slices
         (or one that was interrupted) continues exactly where it stopped.
@@ -120,14 +90,11 @@ class Trainer:
                 with batches.iterate(start, max(start, stop)) as stream:
                     for batch in stream:
                         state, metrics = self.step_fn(state, self.parallel.put_batch(batch))
+                        if self.task.between_steps is not None:
+                            state = self.task.between_steps(state, batch)
                         step = int(state.step)
                         if step % self.config.log_every == 0 or step == self.config.steps:
-                            record = {"step": step, "time": time.time(),
-                                      **{k: float(v) for k, v in metrics.items()}}
-                            log.write(json.dumps(record) + "\n")
-                            log.flush()
-                            bar.set_postfix(loss=f"{record['loss']:.2f}", bpp=f"{record['bpp']:.3f}",
-                                            psnr=f"{record['psnr']:.2f}")
+                            self._log(log, bar, step, metrics)
                         manager.save(step, args=ocp.args.StandardSave(state))
                         bar.update(1)
                 if manager.latest_step() != int(state.step):
@@ -138,17 +105,22 @@ class Trainer:
                 log.close()
         if int(state.step) < self.config.steps:
             return None
-        package = build_tables(self.model_config, jax.device_get(state.params))
-        package.save(self.run_dir / "model.jxlm")
-        return package
+        return self.task.finalize(jax.device_get(state.params), self.run_dir)
+
+    def _log(self, log, bar, step: int, metrics: dict) -> None:
+        record = {"step": step, "time": time.time(), **{k: float(v) for k, v in metrics.items()}}
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        shown = {k: f"{record[k]:.3f}" for k in ("loss", *self.task.log_keys) if k in record}
+        bar.set_postfix(shown)
 
     def _check_config_file(self) -> None:
         """Write config.json, or refuse to resume a run that was started with another config."""
         path = self.run_dir / "config.json"
-        current = dataclasses.asdict(self.config)
-        current["data"] = list(current["data"])
+        current = {"train": describe(self.config), "task": self.task.description}
         if path.exists():
             saved = json.loads(path.read_text())
-            if {k: v for k, v in saved.items() if k != "steps"} != {k: v for k, v in current.items() if k != "steps"}:
+            saved.get("train", {}).pop("steps", None)
+            if saved != {"train": {k: v for k, v in current["train"].items() if k != "steps"}, "task": current["task"]}:
                 raise ConfigError(f"{self.run_dir} holds a run with a different config; use another --out")
         path.write_text(json.dumps(current, indent=2))

@@ -12,11 +12,18 @@ import numpy as np
 import pytest
 
 from jaxlic.errors import ConfigError
+from jaxlic.models import model_config
 from jaxlic.train.loop import TrainConfig, Trainer
+from jaxlic.train.task import codec_task
 from jaxlic.train.terms import RateDistortion, bits_per_pixel
 
-TINY = dict(model="bmshj2018-factorized", quality=2, width=0.125, batch_size=4, crop=32,
-            learning_rate=1e-3, log_every=1)
+TINY = dict(batch_size=4, crop=32, learning_rate=1e-3, log_every=1)
+TINY_MODEL = model_config("bmshj2018-factorized", 2, width=0.125)
+
+
+def tiny_trainer(run_dir, task=None, **overrides):
+    config = TrainConfig(**{**TINY, **overrides})
+    return Trainer(config, task or codec_task(TINY_MODEL), run_dir, progress=False)
 
 
 def _params(run_dir):
@@ -26,11 +33,10 @@ def _params(run_dir):
 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
-    Trainer(TrainConfig(steps=6, checkpoint_every=3, **TINY), tmp_path / "full", progress=False).run()
+    tiny_trainer(tmp_path / "full", steps=6, checkpoint_every=3).run()
     # Stopped after 3 steps, then resumed to 6 by a new Trainer (as a new process would).
-    config = TrainConfig(steps=6, checkpoint_every=3, **TINY)
-    assert Trainer(config, tmp_path / "split", progress=False).run(until=3) is None
-    Trainer(config, tmp_path / "split", progress=False).run()
+    assert tiny_trainer(tmp_path / "split", steps=6, checkpoint_every=3).run(until=3) is None
+    tiny_trainer(tmp_path / "split", steps=6, checkpoint_every=3).run()
     for a, b in zip(_params(tmp_path / "full"), _params(tmp_path / "split")):
         np.testing.assert_array_equal(a, b)
     logged = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").open()]
@@ -38,9 +44,11 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
 
 
 def test_resuming_with_another_config_is_refused(tmp_path):
-    Trainer(TrainConfig(steps=1, **TINY), tmp_path, progress=False).run()
+    tiny_trainer(tmp_path, steps=1).run()
     with pytest.raises(ConfigError):
-        Trainer(TrainConfig(steps=2, **{**TINY, "learning_rate": 5e-4}), tmp_path, progress=False).run()
+        tiny_trainer(tmp_path, steps=2, learning_rate=5e-4).run()
+    with pytest.raises(ConfigError):
+        tiny_trainer(tmp_path, codec_task(model_config("bmshj2018-factorized", 3, width=0.125)), steps=2).run()
 
 
 def test_rd_term_matches_its_definition():
@@ -56,9 +64,11 @@ def test_rd_term_matches_its_definition():
 MULTI_DEVICE_SCRIPT = """
 import json, sys
 import jax, numpy as np
+from jaxlic.models import model_config
 from jaxlic.train.loop import TrainConfig, Trainer
+from jaxlic.train.task import codec_task
 cfg = TrainConfig(steps=3, checkpoint_every=3, **json.loads(sys.argv[2]))
-Trainer(cfg, sys.argv[1], progress=False).run()
+Trainer(cfg, codec_task(model_config("bmshj2018-factorized", 2, width=0.125)), sys.argv[1], progress=False).run()
 print(len(jax.devices()))
 """
 

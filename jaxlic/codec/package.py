@@ -25,7 +25,7 @@ from jaxlic.entropy.gaussian import default_scale_table, gaussian_table_pmfs
 from jaxlic.entropy.tables import CodingTables
 from jaxlic.errors import ConfigError, PackageError
 from jaxlic.images import atomic_path
-from jaxlic.models import ModelConfig, build_model
+from jaxlic.models import ModelConfig, build_model, init_params
 
 MAGIC = b"JXLCPKG\0"
 VERSION = 1
@@ -137,10 +137,7 @@ class ModelPackage:
     def check_complete(self) -> None:
         """PackageError unless the parameters fit the config and the needed tables are there."""
         model = self.model
-        expected = jax.eval_shape(
-            lambda: model.init({"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(0)},
-                               jnp.zeros((1, model.downsampling, model.downsampling, 3)))
-        )["params"]
+        expected = jax.eval_shape(lambda: init_params(model, 0))
         want = {k: v.shape for k, v in traverse_util.flatten_dict(expected, sep="/").items()}
         have = {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(self.params, sep="/").items()}
         if want != have:
@@ -173,9 +170,15 @@ class Transforms:
             self.hyper_synthesis = bound("hyper_synthesis")
 
 
-def build_tables(config: ModelConfig, params: dict) -> ModelPackage:
-    """Freeze a trained model into a package: quantiles solved from the learned cumulative,
-    then integer coding tables built once from it."""
+def build_tables(config: ModelConfig, params: dict, quantiles: str = "solve") -> ModelPackage:
+    """Freeze a trained model into a package: integer coding tables built once.
+
+    quantiles="solve" finds the factorized prior's quantiles exactly from its cumulative (for
+    models trained without CompressAI's auxiliary loss); "keep" uses the stored ones (imported
+    CompressAI models, whose medians their bitstreams depend on).
+    """
+    if quantiles not in ("solve", "keep"):
+        raise ConfigError(f"quantiles must be 'solve' or 'keep', got {quantiles!r}")
     model = build_model(config)
 
     def logits(points: np.ndarray) -> np.ndarray:
@@ -183,11 +186,12 @@ def build_tables(config: ModelConfig, params: dict) -> ModelPackage:
                           method=lambda m, x: m.entropy_bottleneck.logits_cumulative(x))
         return np.asarray(out, np.float64)
 
-    bottleneck = dict(params["entropy_bottleneck"])
-    quantiles = solve_quantiles(logits, bottleneck["quantiles"].shape[0])
-    bottleneck["quantiles"] = jnp.asarray(quantiles, jnp.float32)
-    params = {**params, "entropy_bottleneck": bottleneck}
-    medians, below, above = table_ranges(np.asarray(bottleneck["quantiles"], np.float64))
+    if quantiles == "solve":
+        bottleneck = dict(params["entropy_bottleneck"])
+        solved = solve_quantiles(logits, bottleneck["quantiles"].shape[0])
+        bottleneck["quantiles"] = jnp.asarray(solved, jnp.float32)
+        params = {**params, "entropy_bottleneck": bottleneck}
+    medians, below, above = table_ranges(np.asarray(params["entropy_bottleneck"]["quantiles"], np.float64))
     lengths = below + above + 1
     samples = np.arange(lengths.max())[None, :] + (medians - below)[:, None]
     pmf, tail = model.apply(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
+
 from jaxlic.errors import ConfigError
 from jaxlic.models.architectures import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
 from jaxlic.models.config import MSE_LAMBDAS, ModelConfig
@@ -50,3 +53,13 @@ def build_model(config: ModelConfig):
 def get_model(name: str, quality: int, width: float = 1.0, gdn: str = "gdn"):
     """The Flax module of zoo model `name` at `quality` (untrained; init it or load a package)."""
     return build_model(model_config(name, quality, width, gdn))
+
+
+def init_params(model, seed: int) -> dict:
+    """Fresh parameters of a zoo model from a seed."""
+    size = model.downsampling
+    variables = model.init(
+        {"params": jax.random.PRNGKey(seed), "noise": jax.random.PRNGKey(seed + 1)},
+        jnp.zeros((1, size, size, 3)),
+    )
+    return variables["params"]

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 
-from jaxlic.models import ModelConfig, build_model
+from jaxlic.models import ModelConfig, build_model, init_params as init_model_params
 from jaxlic.train.step import TrainState
 from jaxlic.train.terms import LossTerm, RateDistortion
 
@@ -34,16 +33,6 @@ class Task:
     finalize: Callable[[PyTree, Path], Any]  # (params, run_dir) -> artifact (e.g. a package)
     between_steps: Callable[[TrainState, Any], TrainState] | None = None  # (state, batch), outside jit
     log_keys: tuple[str, ...] = field(default=("bpp", "psnr"))
-
-
-def init_model_params(model, seed: int) -> PyTree:
-    """A zoo model's parameters from a seed."""
-    size = model.downsampling
-    variables = model.init(
-        {"params": jax.random.PRNGKey(seed), "noise": jax.random.PRNGKey(seed + 1)},
-        jnp.zeros((1, size, size, 3)),
-    )
-    return variables["params"]
 
 
 def codec_task(model_config: ModelConfig, metric: str = "mse", extra_terms: Sequence[LossTerm] = (),

@@ -1,11 +1,10 @@
 """Small random-initialized packages of every zoo architecture, shared by the core tests."""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxlic.codec import build_tables
+from jaxlic import models
 from jaxlic.models import build_model, model_config
 
 ARCHS = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean")
@@ -13,12 +12,7 @@ ARCHS = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean")
 
 def init_params(config, seed=0):
     model = build_model(config)
-    size = model.downsampling
-    variables = model.init(
-        {"params": jax.random.PRNGKey(seed), "noise": jax.random.PRNGKey(seed + 1)},
-        jnp.zeros((1, size, size, 3)),
-    )
-    return model, variables["params"]
+    return model, models.init_params(model, seed)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""Model interchange with other libraries (CompressAI)."""

@@ -69,6 +69,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, mode: int = 0o644, overwr
         raise SecurityError(f"{path} already exists; refusing to overwrite it (use --force to replace it)")
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)

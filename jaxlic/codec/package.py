@@ -1,6 +1,6 @@
 """Model packages: one file holding a model's config, parameters and coding tables.
 
-Layout: magic `JXLCPKG\\0`, format version (u16), header length (u32), a JSON header (config and
+Layout: magic `JXLMPKG\\0`, format version (u16), header length (u32), a JSON header (config and
 an index of arrays), the raw little-endian arrays, and a SHA-256 of everything before it.
 The fingerprint that bitstreams carry is a hash of config, parameters and tables.
 """
@@ -27,7 +27,7 @@ from jaxlic.errors import ConfigError, PackageError
 from jaxlic.images import atomic_path
 from jaxlic.models import ModelConfig, build_model, init_params
 
-MAGIC = b"JXLCPKG\0"
+MAGIC = b"JXLMPKG\0"
 VERSION = 1
 _PREFIX = struct.Struct("<8sHI")
 _DIGEST = 32

@@ -118,3 +118,12 @@ def test_image_files_of_odd_modes_are_converted(packages, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     with pytest.raises(ImageError):
         compress(package, tmp_path / "notes.txt")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ARCHS)
+def test_round_trip_at_kodak_size(packages, rng, arch):
+    package = packages[arch]
+    pixels = smooth_image(rng, 512, 768)
+    want, _ = model_reconstruction(package, pixels)
+    np.testing.assert_array_equal(decompress(package, compress(package, pixels)), want)

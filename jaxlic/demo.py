@@ -40,7 +40,7 @@ def demo_data(kodak_images: int) -> tuple[tuple[str, ...], list[tuple[str, np.nd
 def run_demo(out: Path, steps: int, kodak_images: int = 6, progress: bool = True) -> dict:
     """Train, evaluate against JPEG, write results and an RD plot to `out`; return the summary."""
     folders, images, where = demo_data(kodak_images)
-    config = TrainConfig(steps=steps, batch_size=8, crop=128, learning_rate=5e-4, warmup=50,
+    config = TrainConfig(steps=steps, batch_size=8, crop=128, learning_rate=2e-3, warmup=50,
                          checkpoint_every=max(steps // 4, 1), data=folders)
     model = model_config(DEMO_MODEL, quality=4, width=0.5)
     print(f"training {model.arch} (width {model.width}) for {steps} steps on "

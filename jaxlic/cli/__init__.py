@@ -12,6 +12,7 @@ from jaxlic.errors import JaxlicError
 COMMAND_MODULES = (
     "jaxlic.cli.codec_cmds",
     "jaxlic.cli.eval_cmds",
+    "jaxlic.cli.sandwich_cmds",
     "jaxlic.cli.secure_cmds",
     "jaxlic.cli.train_cmds",
 )

@@ -1,0 +1,43 @@
+"""Train the four sandwich scenarios one after another with `jaxlic sandwich train` (resumable).
+
+    python experiments/sandwich_train.py --out runs/sandwich --steps gray=2000 rgb=2000 half-res=1500 high-bit-depth=1500
+
+Trains on ../shared/data/train only (never Kodak). Each run directory gets `wall_time.json` with
+the seconds spent per invocation, so the report can say exactly what the budget bought.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from jaxlic.cli import main as jaxlic_main
+
+TRAIN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "train"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/sandwich"))
+    parser.add_argument("--steps", nargs="+", required=True, help="SCENARIO=STEPS, in the order to train")
+    parser.add_argument("--data", type=Path, default=TRAIN)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    for item in args.steps:
+        scenario, steps = item.split("=")
+        run = args.out / scenario
+        start = time.time()
+        code = jaxlic_main(["sandwich", "train", "--scenario", scenario, "--data", str(args.data), "--steps", steps,
+                            "--seed", str(args.seed), "--out", str(run)])
+        if code:
+            raise SystemExit(code)
+        log = run / "wall_time.json"
+        times = json.loads(log.read_text()) if log.exists() else []
+        log.write_text(json.dumps(times + [{"steps": int(steps), "seconds": time.time() - start}], indent=2))
+        print(f"{scenario}: {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Sandwiched compression: neural pre/post-processors around a standard codec (JPEG)."""

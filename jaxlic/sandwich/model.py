@@ -1,0 +1,259 @@
+"""A sandwich model: config, the pure pre-net -> codec -> post-net functions, and its package file.
+
+`Sandwich` holds the networks and the codec of a config; its functions are pure in the
+parameters, so training jits them and inference reuses them. `SandwichPackage` is a trained model
+(config + parameters) that encodes images to real standard files and decodes them back.
+
+Package layout: magic ``JXLSAND\\0``, format version (u16), header length (u32), a JSON header
+(the config), the parameters (Flax msgpack), and a SHA-256 of everything before it. The
+fingerprint (8 bytes of a hash of config and parameters) is written into every file the package
+encodes, so decoding with another model is an error, not garbage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from jaxlic.errors import BitstreamError, ConfigError, ImageError, ModelMismatchError, PackageError
+from jaxlic.images import atomic_path
+from jaxlic.sandwich.codecs import StandardCodec, make_codec
+from jaxlic.sandwich.networks import Processor, depth_to_space, space_to_depth
+from jaxlic.sandwich.scenarios import Scenario, get_scenario, natural_maps
+
+MAGIC = b"JXLSAND\0"
+VERSION = 1
+_PREFIX = struct.Struct("<8sHI")
+_DIGEST = 32
+COMMENT_TAG = b"jaxlic-sandwich "
+
+
+@dataclass(frozen=True)
+class SandwichConfig:
+    """What a sandwich is: scenario, codec settings, networks, training qualities and lambda."""
+
+    scenario: str
+    code_channels: int
+    subsampling: str
+    qualities: tuple[int, int]
+    codec: str = "jpeg"
+    learn_tables: bool = False
+    lmbda: float = 0.015  # lambda at quality 50
+    lambda_decade: float = 40.0  # qualities per tenfold change of lambda (see `lambda_at`)
+    features: tuple[int, ...] = (16, 32, 64)
+    mlp_hidden: int = 32
+    mlp_depth: int = 2
+
+    def __post_init__(self):
+        get_scenario(self.scenario)
+        lo, hi = self.qualities
+        if not 1 <= lo <= hi <= 100:
+            raise ConfigError(f"training qualities must satisfy 1 <= low <= high <= 100, got {self.qualities}")
+        if not self.features or min(self.features) < 1 or self.mlp_hidden < 1 or self.mlp_depth < 0:
+            raise ConfigError("features must be positive channel counts, mlp_hidden >= 1 and mlp_depth >= 0")
+        if self.lmbda <= 0 or self.lambda_decade <= 0:
+            raise ConfigError(f"lambda and lambda_decade must be > 0, got {self.lmbda} and {self.lambda_decade}")
+
+    def lambda_at(self, quality: jax.Array) -> jax.Array:
+        """The RD trade-off at each quality: lmbda * 10^((quality - 50) / lambda_decade).
+
+        JPEG's own RD slope changes about 80-fold from quality 10 to 90 (Pillow on Kodak: about
+        0.002 at 10, 0.01 at 30-50, 0.16 at 90 in bpp per 255^2 MSE), so one lambda for every
+        quality would have the networks trade rate for distortion at the wrong price at both ends.
+        """
+        return self.lmbda * 10.0 ** ((quality - 50.0) / self.lambda_decade)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SandwichConfig:
+        try:
+            fields = json.loads(text)
+            return cls(**{**fields, "qualities": tuple(fields["qualities"]), "features": tuple(fields["features"])})
+        except (ValueError, TypeError, KeyError) as exc:
+            raise PackageError(f"invalid sandwich config ({exc})") from exc
+
+
+def sandwich_config(scenario: str, **overrides) -> SandwichConfig:
+    """A config with the scenario's defaults (code channels, subsampling, qualities), overridable."""
+    s = get_scenario(scenario)
+    defaults = {"code_channels": s.code_channels, "subsampling": s.subsampling, "qualities": s.train_qualities}
+    return SandwichConfig(scenario=scenario, **{**defaults, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def _as_tuples(matrix: np.ndarray) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(float(v) for v in row) for row in matrix)
+
+
+class Sandwich:
+    """Pre-net -> standard codec -> post-net for one config; functions pure in `params`."""
+
+    def __init__(self, config: SandwichConfig):
+        self.config = config
+        self.scenario: Scenario = get_scenario(config.scenario)
+        self.scale = self.scenario.scale
+        self.codec: StandardCodec = make_codec(
+            config.codec, channels=config.code_channels, subsampling=config.subsampling, learn_tables=config.learn_tables)
+        pre, post = natural_maps(self.scale, config.code_channels)
+        self.pre = Processor(_as_tuples(pre), config.features, config.mlp_hidden, config.mlp_depth)
+        self.post = Processor(_as_tuples(post), config.features, config.mlp_hidden, config.mlp_depth)
+
+    def init(self, seed: int) -> dict:
+        """Fresh parameters: {"pre", "post", "codec"}."""
+        k_pre, k_post = jax.random.split(jax.random.PRNGKey(seed))
+        size, q = 4 * self.scale, jnp.full((1,), 50)
+        code = self.pre.init(k_pre, space_to_depth(jnp.zeros((1, size, size, 3)), self.scale), q)["params"]
+        post = self.post.init(k_post, jnp.zeros((1, 4, 4, self.config.code_channels)), q)["params"]
+        return {"pre": code, "post": post, "codec": self.codec.init_params()}
+
+    def code_image(self, params: dict, x: jax.Array, quality: jax.Array) -> jax.Array:
+        """The pre-net's code images (N, ceil(H/s), ceil(W/s), C) on the 0..255 scale, before rounding."""
+        h, w = x.shape[1:3]
+        s = self.scale
+        x = jnp.pad(x, ((0, 0), (0, -h % s), (0, -w % s), (0, 0)), mode="edge")
+        return 255.0 * self.pre.apply({"params": params["pre"]}, space_to_depth(x, s), quality)
+
+    def reconstruct(self, params: dict, decoded: jax.Array, quality: jax.Array, size: tuple[int, int]) -> jax.Array:
+        """The post-net's images (N, H, W, 3) in [0, 1] units from decoded code images (0..255)."""
+        y = self.post.apply({"params": params["post"]}, decoded / 255.0, quality)
+        return depth_to_space(y, self.scale)[:, : size[0], : size[1]]
+
+    def forward(self, params: dict, x: jax.Array, quality: jax.Array) -> dict:
+        """Training path through the codec proxy: {"x_hat", "rate" (N, F), "code"}."""
+        code = self.code_image(params, x, quality)
+        out = self.codec.proxy(params["codec"], code, quality)
+        return {"x_hat": self.reconstruct(params, out.decoded, quality, x.shape[1:3]), "rate": out.rate, "code": code}
+
+
+def _to_unit(image: np.ndarray) -> np.ndarray:
+    """uint8/uint16 HxWx3 -> float32 in [0, 1], or ImageError saying what is wrong."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ImageError(f"expected an RGB image of shape HxWx3, got shape {image.shape}; "
+                         "convert grayscale or RGBA input to RGB first (jaxlic.images.read_image does)")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ImageError(f"cannot encode an empty image of shape {image.shape}")
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535.0
+    raise ImageError(f"expected uint8 or uint16 samples, got {image.dtype}")
+
+
+@dataclass
+class SandwichPackage:
+    """A trained sandwich: encodes images to real standard files, decodes them back."""
+
+    config: SandwichConfig
+    params: dict
+
+    @functools.cached_property
+    def sandwich(self) -> Sandwich:
+        return Sandwich(self.config)
+
+    @functools.cached_property
+    def _params_bytes(self) -> bytes:
+        return serialization.msgpack_serialize(jax.tree_util.tree_map(np.asarray, self.params))
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Hex of the first 8 bytes of SHA-256 over config and parameters."""
+        return hashlib.sha256(self.config.to_json().encode() + self._params_bytes).hexdigest()[:16]
+
+    @functools.cached_property
+    def _code_fn(self):
+        return jax.jit(self.sandwich.code_image)
+
+    @functools.cached_property
+    def _reconstruct_fn(self):
+        return jax.jit(self.sandwich.reconstruct, static_argnums=3)
+
+    @functools.cached_property
+    def _proxy_fn(self):
+        return jax.jit(self.sandwich.codec.proxy)
+
+    def proxy(self, code: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
+        """The codec proxy on one uint8 code image: (decoded code image, rate features)."""
+        out = self._proxy_fn(self.params["codec"], jnp.asarray(code[None], jnp.float32), jnp.array([quality]))
+        return np.asarray(out.decoded[0]), np.asarray(out.rate[0])
+
+    def code_image(self, image: np.ndarray, quality: int) -> np.ndarray:
+        """The uint8 code image that `encode` hands to the real codec."""
+        x = _to_unit(image)
+        code = self._code_fn(self.params, jnp.asarray(x[None]), jnp.array([quality]))[0]
+        return np.asarray(jnp.clip(jnp.round(code), 0, 255)).astype(np.uint8)
+
+    def encode(self, image: np.ndarray, quality: int) -> bytes:
+        """A real standard file (JPEG) of a uint8 or uint16 HxWx3 image at `quality` (1..100)."""
+        if not 1 <= int(quality) <= 100:
+            raise ConfigError(f"quality must be in 1..100, got {quality}")
+        h, w = np.asarray(image).shape[:2]
+        meta = {"model": self.fingerprint, "scenario": self.config.scenario, "size": [h, w], "quality": int(quality)}
+        comment = COMMENT_TAG + json.dumps(meta, sort_keys=True).encode()
+        return self.sandwich.codec.encode(self.params["codec"], self.code_image(image, int(quality)), int(quality), comment)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """The float32 HxWx3 image in [0, 1] of a file this package encoded."""
+        code, comment = self.sandwich.codec.decode(data)
+        if not comment.startswith(COMMENT_TAG):
+            raise BitstreamError("this file has no sandwich metadata: it is a plain image (open it with any viewer), "
+                                 "or its comment was stripped")
+        try:
+            meta = json.loads(comment[len(COMMENT_TAG):])
+            (h, w), quality, model = meta["size"], int(meta["quality"]), meta["model"]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise BitstreamError(f"corrupt sandwich metadata in the file's comment ({exc})") from exc
+        if model != self.fingerprint:
+            raise ModelMismatchError(f"file was encoded by sandwich model {model}, this package is {self.fingerprint}")
+        s = self.sandwich.scale
+        if code.shape[:2] != (-(-h // s), -(-w // s)):
+            raise BitstreamError(f"code image is {code.shape[1]}x{code.shape[0]}, metadata says the image is {w}x{h}")
+        x_hat = self._reconstruct_fn(self.params, jnp.asarray(code[None], jnp.float32), jnp.array([quality]), (h, w))
+        return np.asarray(jnp.clip(x_hat[0], 0.0, 1.0))
+
+    def save(self, path: str | Path) -> None:
+        """Write the package atomically."""
+        header = self.config.to_json().encode()
+        body = _PREFIX.pack(MAGIC, VERSION, len(header)) + header + self._params_bytes
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(body + hashlib.sha256(body).digest())
+
+
+def load_package(path: str | Path) -> SandwichPackage:
+    """Read a package written by `SandwichPackage.save`, checking magic, version and checksum."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise PackageError(f"{path}: cannot read sandwich package ({exc})") from exc
+    if len(data) < _PREFIX.size + _DIGEST or data[:8] != MAGIC:
+        raise PackageError(f"{path}: not a sandwich package (bad magic); train one with `jaxlic sandwich train`")
+    _, version, header_len = _PREFIX.unpack_from(data)
+    if version != VERSION:
+        raise PackageError(f"{path}: sandwich package version {version}, this jaxlic reads {VERSION}")
+    body, digest = data[:-_DIGEST], data[-_DIGEST:]
+    if hashlib.sha256(body).digest() != digest:
+        raise PackageError(f"{path}: checksum mismatch; the file is corrupt or truncated")
+    config = SandwichConfig.from_json(body[_PREFIX.size:_PREFIX.size + header_len].decode())
+    params = serialization.msgpack_restore(body[_PREFIX.size + header_len:])
+    return SandwichPackage(config, jax.tree_util.tree_map(jnp.asarray, params))
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[0, 1] float image -> uint8."""
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def to_uint16(image: np.ndarray) -> np.ndarray:
+    """[0, 1] float image -> uint16."""
+    return np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)

@@ -11,6 +11,9 @@ from jaxlic.errors import ConfigError
 # CompressAI's training lambdas (loss = lambda * 255^2 * MSE + bpp), qualities 1..8.
 MSE_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
 GDN_KINDS = ("gdn", "simplified")
+# The transform layers whose output channels may differ from N (each feeds a GDN); a
+# channel-pruned model lists its counts for these in `ModelConfig.hidden`, in this order.
+HIDDEN_LAYERS = ("g_a_0", "g_a_2", "g_a_4", "g_s_0", "g_s_2", "g_s_4")
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class ModelConfig:
     width: float = 1.0
     gdn: str = "gdn"
     lmbda: float = 0.0
+    hidden: tuple[int, ...] = ()  # per-layer channels of HIDDEN_LAYERS; empty: all N
 
     def __post_init__(self):
         if not 1 <= self.quality <= len(MSE_LAMBDAS):
@@ -32,10 +36,28 @@ class ModelConfig:
             raise ConfigError(f"channel counts must be positive, got N={self.N}, M={self.M}")
         if self.gdn not in GDN_KINDS:
             raise ConfigError(f"gdn must be one of {GDN_KINDS}, got {self.gdn!r}")
+        if not isinstance(self.hidden, (tuple, list)):
+            raise ConfigError(f"hidden must be a list of channel counts, got {self.hidden!r}")
+        object.__setattr__(self, "hidden", tuple(self.hidden))  # JSON gives a list
+        if self.hidden and (len(self.hidden) != len(HIDDEN_LAYERS)
+                            or not all(isinstance(c, int) and c >= 1 for c in self.hidden)):
+            raise ConfigError(f"hidden must be {len(HIDDEN_LAYERS)} positive channel counts "
+                              f"(for {', '.join(HIDDEN_LAYERS)}), got {list(self.hidden)}")
+
+    @property
+    def hidden_channels(self) -> tuple[int, ...]:
+        """Output channels of each of HIDDEN_LAYERS (N everywhere unless channel-pruned)."""
+        return self.hidden or (self.N,) * len(HIDDEN_LAYERS)
 
     def to_json(self) -> str:
-        """Canonical JSON (sorted keys), the form that is hashed into fingerprints."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        """Canonical JSON (sorted keys), the form that is hashed into fingerprints.
+
+        `hidden` is left out while empty, so configs (and fingerprints) from before it existed
+        are unchanged."""
+        data = dataclasses.asdict(self)
+        if not self.hidden:
+            del data["hidden"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | dict) -> "ModelConfig":

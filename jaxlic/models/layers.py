@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import flax.linen as nn
@@ -39,16 +39,18 @@ def gdn(kind: str, inverse: bool = False) -> GDN:
     return GDN(inverse=inverse, simplified=kind == "simplified")
 
 
-def analysis_layers(N: int, M: int, gdn_kind: str) -> list[nn.Module]:
-    """g_a: four stride-2 5x5 convolutions with GDN between them (image -> latent / 16)."""
-    return [conv(N), gdn(gdn_kind), conv(N), gdn(gdn_kind), conv(N), gdn(gdn_kind), conv(M)]
+def analysis_layers(hidden: Sequence[int], M: int, gdn_kind: str) -> list[nn.Module]:
+    """g_a: four stride-2 5x5 convolutions (`hidden` channels, then M) with GDN between them."""
+    a, b, c = hidden
+    return [conv(a), gdn(gdn_kind), conv(b), gdn(gdn_kind), conv(c), gdn(gdn_kind), conv(M)]
 
 
-def synthesis_layers(N: int, gdn_kind: str) -> list[nn.Module]:
-    """g_s: four stride-2 5x5 transposed convolutions with inverse GDN between them."""
+def synthesis_layers(hidden: Sequence[int], gdn_kind: str) -> list[nn.Module]:
+    """g_s: four stride-2 5x5 transposed convolutions (`hidden` channels, then 3) with inverse GDN."""
+    a, b, c = hidden
     return [
-        deconv(N), gdn(gdn_kind, True), deconv(N), gdn(gdn_kind, True),
-        deconv(N), gdn(gdn_kind, True), deconv(3),
+        deconv(a), gdn(gdn_kind, True), deconv(b), gdn(gdn_kind, True),
+        deconv(c), gdn(gdn_kind, True), deconv(3),
     ]
 
 

@@ -13,6 +13,12 @@ Subcommands (``python peers/compressai_peer.py SUBCOMMAND --help`` for all optio
   run     load an exported state and, for each image, save forward / compress / decompress
           results to ``--out`` (.npz; key layout below).
   bench   median compress / decompress seconds on CPU for one image (JSON).
+  bench-train
+          median seconds of one training step of FactorizedPrior(N, M) on random data of a
+          given batch and crop, trained as CompressAI's examples/train.py does (Adam lr 1e-4 on
+          every parameter but the quantiles, aux Adam lr 1e-3 on the quantiles, loss
+          lambda * 255^2 * MSE + bpp, gradient norm clipped at 1.0); ``--mode infer`` times
+          g_s(g_a(x)) without gradients instead (JSON).
 
 Calibration done by ``export`` (deterministic for a given --seed and --threads; CPU only):
   1. ``torch.manual_seed(seed)``, then the CompressAI constructor (its own random init).
@@ -467,6 +473,82 @@ def cmd_bench(args) -> None:
     print(json.dumps({k: result[k] for k in ("encode_s", "decode_s", "nbytes", "threads")}))
 
 
+def _train_step_fn(model, x, lmbda: float, clip: float):
+    """One step of CompressAI's examples/train.py (train_one_epoch's body) as a closure."""
+    torch = _torch()
+    params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    optimizer = torch.optim.Adam(params, lr=1e-4)
+    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
+    n, _, h, w = x.shape
+    num_pixels = n * h * w
+
+    def step() -> float:
+        optimizer.zero_grad()
+        aux_optimizer.zero_grad()
+        out = model(x)
+        bpp = sum(torch.log(lik).sum() / (-math.log(2) * num_pixels)
+                  for lik in out["likelihoods"].values())
+        mse = torch.nn.functional.mse_loss(out["x_hat"], x)
+        loss = lmbda * 255**2 * mse + bpp
+        loss.backward()
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        aux_loss = model.aux_loss()
+        aux_loss.backward()
+        aux_optimizer.step()
+        return float(loss)
+
+    return step
+
+
+def cmd_bench_train(args) -> None:
+    """Median seconds of a FactorizedPrior training step (or of g_s(g_a(x))) on CPU (JSON)."""
+    torch = _torch()
+    if args.threads < 1 or args.steps < 1 or args.warmup < 0 or args.batch < 1 or args.size < 16:
+        raise PeerError("--threads, --steps, --batch must be >= 1, --warmup >= 0, --size >= 16")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    from compressai.models import FactorizedPrior
+
+    model = FactorizedPrior(args.N, args.M)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    height, width = (args.height or args.size), args.size
+    x = torch.rand(args.batch, 3, height, width, generator=gen)
+    if args.mode == "train":
+        model.train()
+        step = _train_step_fn(model, x, args.lmbda, args.clip)
+    else:
+        model.eval()
+
+        def step() -> float:
+            with torch.no_grad():
+                return float(model.g_s(model.g_a(x)).mean())
+
+    times = []
+    for i in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        value = step()
+        t1 = time.perf_counter()
+        if not math.isfinite(value):
+            raise PeerError(f"step {i} gave a non-finite loss")
+        if i >= args.warmup:
+            times.append(t1 - t0)
+    result = {
+        "mode": args.mode, "model": "FactorizedPrior", "N": args.N, "M": args.M,
+        "batch": args.batch, "height": height, "width": width, "threads": args.threads,
+        "steps": args.steps, "warmup": args.warmup, "lmbda": args.lmbda, "clip": args.clip,
+        "step_s": statistics.median(times), "all_s": times, "device": "cpu",
+        "cpu": platform.processor() or platform.machine(), "versions": versions(),
+    }
+    if args.out:
+        dest = Path(args.out)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: result[k] for k in ("mode", "step_s", "all_s", "threads", "batch")}))
+
+
 def cmd_info(_args) -> None:
     """Print versions as JSON."""
     print(json.dumps(versions()))
@@ -516,11 +598,29 @@ def _args_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="bench .json")
 
 
+def _args_bench_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=("train", "infer"), default="train",
+                   help="train: one optimizer step; infer: g_s(g_a(x)) without gradients")
+    p.add_argument("--N", type=int, default=64)
+    p.add_argument("--M", type=int, default=96)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=128, help="crop side (the width with --height)")
+    p.add_argument("--height", type=int, default=None, help="crop height when not square")
+    p.add_argument("--lmbda", type=float, default=0.0067)
+    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: none)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=10, help="timed steps")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="bench .json (optional)")
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "info": ("print versions as JSON", lambda p: None, cmd_info),
     "export": ("export a calibrated random model", _args_export, cmd_export),
     "run": ("forward/compress/decompress images", _args_run, cmd_run),
     "bench": ("time compress/decompress on CPU", _args_bench, cmd_bench),
+    "bench-train": ("time a FactorizedPrior train step on CPU", _args_bench_train, cmd_bench_train),
 }
 
 

@@ -113,7 +113,7 @@ def proxy_fidelity(package: SandwichPackage, images: Sequence[NamedImage], quali
 def rate_samples(package: SandwichPackage, images: Sequence[NamedImage], qualities: Sequence[int]) -> dict:
     """Rate features from the proxy and real payload/file bits of the model's code images."""
     codec, codec_params = package.sandwich.codec, package.params["codec"]
-    features, payload, total = [], [], []
+    features, payload, total, quality = [], [], [], []
     for q in qualities:
         for _, image in images:
             code = package.code_image(image, q)
@@ -121,19 +121,30 @@ def rate_samples(package: SandwichPackage, images: Sequence[NamedImage], qualiti
             features.append(package.proxy(code, q)[1])
             payload.append(codec.payload_bits(data))
             total.append(8 * len(data))
+            quality.append(q)
     return {"features": np.array(features, np.float64), "payload": np.array(payload, np.float64),
-            "total": np.array(total, np.float64)}
+            "total": np.array(total, np.float64), "quality": np.array(quality)}
+
+
+def _errors(predicted: np.ndarray, test: dict) -> dict:
+    header = test["total"] - test["payload"]
+    error = np.abs(predicted - test["payload"]) / test["payload"]
+    return {"mean_abs_rel_error_payload": float(error.mean()), "max_abs_rel_error_payload": float(error.max()),
+            "mean_abs_rel_error_file": float(np.mean(np.abs(predicted + header - test["total"]) / test["total"]))}
 
 
 def rate_proxy_error(fit: dict, test: dict) -> dict:
-    """Weights fitted (NNLS) on `fit` samples predict `test` payloads: mean/max relative error, for
-    all rate features and for the single log-magnitude feature (the sandwich papers' w * sum log)."""
+    """Weights fitted (NNLS) on `fit` samples predict `test` payloads: relative errors for all rate
+    features (what training uses), for the log-magnitude feature alone with one weight for every
+    quality, and with one weight per quality (the sandwich papers' w * sum log(1 + |q|) refit on
+    batches of one quality)."""
     out = {}
     for label, columns in (("all_features", slice(None)), ("log_magnitude_only", slice(0, 1))):
         weights, _ = nnls(fit["features"][:, columns], fit["payload"])
-        error = np.abs(test["features"][:, columns] @ weights - test["payload"]) / test["payload"]
-        header = test["total"] - test["payload"]
-        file_error = np.abs(test["features"][:, columns] @ weights + header - test["total"]) / test["total"]
-        out[label] = {"weights": weights.tolist(), "mean_abs_rel_error_payload": float(error.mean()),
-                      "max_abs_rel_error_payload": float(error.max()), "mean_abs_rel_error_file": float(file_error.mean())}
+        out[label] = {"weights": weights.tolist(), **_errors(test["features"][:, columns] @ weights, test)}
+    predicted = np.zeros(len(test["payload"]))
+    for q in np.unique(test["quality"]):
+        w, _ = nnls(fit["features"][fit["quality"] == q, :1], fit["payload"][fit["quality"] == q])
+        predicted[test["quality"] == q] = test["features"][test["quality"] == q, :1] @ w
+    out["log_magnitude_per_quality"] = _errors(predicted, test)
     return out

@@ -56,6 +56,9 @@ class SandwichConfig:
 
     def __post_init__(self):
         get_scenario(self.scenario)
+        if self.code_channels not in (1, 3) or self.subsampling not in ("4:4:4", "4:2:0"):
+            raise ConfigError(f"code images have 1 or 3 channels and 4:4:4 or 4:2:0 subsampling, "
+                              f"got {self.code_channels} and {self.subsampling!r}")
         lo, hi = self.qualities
         if not 1 <= lo <= hi <= 100:
             raise ConfigError(f"training qualities must satisfy 1 <= low <= high <= 100, got {self.qualities}")

@@ -7,7 +7,8 @@ RD points of the sandwich at the scenario's qualities and of the plain codec wit
 inverse (bpp from real file bytes, PSNR on the original's bit depth), the gain in dB at equal bpp
 and BD-rate/BD-PSNR, an RD plot, a check that the file is a valid JPEG of the expected mode and
 size, the proxy's fidelity (PSNR between proxy and real decoded code images) and the rate proxy's
-error (weights fitted on code images of training images, tested on Kodak's).
+error (weights fitted on code images of training images, tested on Kodak's). With
+--plain-fidelity, also the proxy against real JPEG on plain Kodak images.
 High-bit-depth uses the synthetic 16-bit Kodak (`synthesize_high_bit_depth`), written as 16-bit
 PNGs under OUT/kodak16 and read back through the same reader `jaxlic sandwich encode` uses.
 """
@@ -95,15 +96,45 @@ def evaluate_scenario(name: str, runs: Path, out: Path, n_images: int, progress:
     }
 
 
+def plain_proxy_fidelity(n_images: int, qualities=(5, 20, 50, 90)) -> list[dict]:
+    """PSNR between proxy and real JPEG on plain Kodak images (no networks), per codec setting."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxlic.eval.metrics import psnr
+    from jaxlic.sandwich.jpeg import JpegCodec
+
+    images = [read_image(p) for p in list_images(SHARED / "kodak")[:n_images]]
+    rows = []
+    for channels, subsampling in ((1, "4:2:0"), (3, "4:4:4"), (3, "4:2:0")):
+        codec = JpegCodec(channels=channels, subsampling=subsampling)
+        proxy = jax.jit(codec.proxy)
+        for q in qualities:
+            values = []
+            for image in images:
+                code = image[:, :, :1] if channels == 1 else image
+                real, _ = codec.decode(codec.encode({}, code, q))
+                values.append(psnr(real, np.asarray(proxy({}, jnp.asarray(code[None], jnp.float32), jnp.array([q])).decoded[0])))
+            rows.append({"codec": "gray" if channels == 1 else f"rgb {subsampling}", "quality": q,
+                         "psnr_proxy_vs_real_db": float(np.mean(values)), "min_db": float(np.min(values))})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("runs/sandwich"))
     parser.add_argument("--out", type=Path, default=Path("runs/sandwich/eval"))
     parser.add_argument("--images", type=int, default=24, help="first N Kodak images")
-    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
+    parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS))
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--plain-fidelity", action="store_true", help="also: proxy vs real JPEG on plain Kodak images")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.plain_fidelity:
+        rows = plain_proxy_fidelity(min(args.images, 8))
+        (args.out / "plain_proxy_fidelity.json").write_text(json.dumps(rows, indent=2))
+        for row in rows:
+            print(f"proxy vs real, {row['codec']} q{row['quality']}: {row['psnr_proxy_vs_real_db']:.2f} dB (min {row['min_db']:.2f})")
     for name in args.scenarios:
         summary = evaluate_scenario(name, args.runs, args.out, args.images, not args.quiet)
         (args.out / f"{name}_summary.json").write_text(json.dumps(summary, indent=2))

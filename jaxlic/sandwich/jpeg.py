@@ -171,7 +171,7 @@ class JpegCodec:
         if self.channels == 1:
             decoded, rate = _code_component(x[..., 0], tables[:, 0])
             return ProxyOutput(decoded[..., None], rate)
-        n, h, w, _ = x.shape
+        h, w = x.shape[1:3]
         ycc = ste_round(x @ jnp.asarray(RGB_TO_YCC).T + jnp.asarray(CHROMA_OFFSET))
         if self.subsampling == "4:2:0":
             ycc = _pad_to(ycc, 16)  # whole MCUs, so luma and chroma blocks line up as in libjpeg
@@ -185,7 +185,6 @@ class JpegCodec:
         rec = jnp.stack([luma] + chroma, axis=-1)[:, :h, :w] - jnp.asarray(CHROMA_OFFSET)
         rgb = ste_round(jnp.clip(rec @ jnp.asarray(YCC_TO_RGB).T, 0.0, 255.0))
         return ProxyOutput(rgb, rate)
-
 
     def _save_options(self, params: dict, quality: int) -> dict:
         if not 1 <= quality <= 100:

@@ -116,9 +116,9 @@ class Sandwich:
         """Fresh parameters: {"pre", "post", "codec"}."""
         k_pre, k_post = jax.random.split(jax.random.PRNGKey(seed))
         size, q = 4 * self.scale, jnp.full((1,), 50)
-        code = self.pre.init(k_pre, space_to_depth(jnp.zeros((1, size, size, 3)), self.scale), q)["params"]
+        pre = self.pre.init(k_pre, space_to_depth(jnp.zeros((1, size, size, 3)), self.scale), q)["params"]
         post = self.post.init(k_post, jnp.zeros((1, 4, 4, self.config.code_channels)), q)["params"]
-        return {"pre": code, "post": post, "codec": self.codec.init_params()}
+        return {"pre": pre, "post": post, "codec": self.codec.init_params()}
 
     def code_image(self, params: dict, x: jax.Array, quality: jax.Array) -> jax.Array:
         """The pre-net's code images (N, ceil(H/s), ceil(W/s), C) on the 0..255 scale, before rounding."""

@@ -109,7 +109,8 @@ def sandwich_task(config: SandwichConfig, calibrate_every: int = 1, window: int 
             return state
         quality = draw_qualities(jax.random.fold_in(state.rng, step - 1), len(batch), config.qualities)
         codes, rates = jax.device_get(codes_and_rates(state.params, batch, quality))
-        files = [codec.encode(jax.device_get(state.params["codec"]), code, int(q)) for code, q in zip(codes, quality)]
+        codec_params = jax.device_get(state.params["codec"])
+        files = [codec.encode(codec_params, code, int(q)) for code, q in zip(codes, quality)]
         payload = np.array([codec.payload_bits(f) for f in files], np.float64)
         header = float(np.mean([8 * len(f) for f in files]) - payload.mean())
         new = refit(state.term_states[term.name], np.asarray(rates, np.float64), payload, header)

@@ -120,6 +120,33 @@ def plain_proxy_fidelity(n_images: int, qualities=(5, 20, 50, 90)) -> list[dict]
     return rows
 
 
+def _fmt(value, spec: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def markdown_table(out: Path) -> str:
+    """One row per evaluated scenario (every SCENARIO_summary.json in `out`)."""
+    lines = ["| scenario | images | train steps (wall s) | gain at equal bpp, dB: mean (min..max) | BD-PSNR dB | "
+             "BD-rate % | proxy vs real PSNR dB | rate-proxy error (3 features / w per quality) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in SCENARIOS:
+        path = out / f"{name}_summary.json"
+        if not path.exists():
+            continue
+        s = json.loads(path.read_text())
+        g, walls = s["gains"], s["training"]["wall_time"] or []
+        points = [p["gain_db"] for p in g["points"]]
+        fidelity = [r["psnr_proxy_vs_real_db"] for r in s["proxy_fidelity"]]
+        rate = s["rate_proxy_error"]
+        lines.append(
+            f"| {name} | {s['images']} | {s['training']['last_logged']['step']} ({sum(w['seconds'] for w in walls):.0f}) | "
+            f"{_fmt(g['mean_gain_db'])} ({_fmt(min(points) if points else None)}..{_fmt(g['max_gain_db'])}) | "
+            f"{_fmt(g['bd_psnr_db'])} | {_fmt(g['bd_rate_percent'], '.1f')} | {min(fidelity):.1f}..{max(fidelity):.1f} | "
+            f"{100 * rate['all_features']['mean_abs_rel_error_payload']:.1f}% / "
+            f"{100 * rate['log_magnitude_per_quality']['mean_abs_rel_error_payload']:.1f}% |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("runs/sandwich"))
@@ -141,6 +168,7 @@ def main() -> None:
         g = summary["gains"]
         print(f"{name}: mean gain {g['mean_gain_db']} dB (max {g['max_gain_db']}), BD-rate {g['bd_rate_percent']} %, "
               f"BD-PSNR {g['bd_psnr_db']} dB; file {summary['file_check']}")
+    print(markdown_table(args.out))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +30,7 @@ import numpy as np
 from jaxlic.codec import ModelPackage
 from jaxlic.errors import ConfigError
 from jaxlic.models import ModelConfig, build_model, model_config
+from jaxlic.train.data import Batches, ImageSet
 from jaxlic.train.task import Task, codec_task
 
 PyTree = Any
@@ -51,6 +52,13 @@ def rank_latent_channels(teacher: ModelPackage, images: np.ndarray) -> np.ndarra
     outputs = teacher.model.apply({"params": teacher.params}, jnp.asarray(images), "round")
     bits = -np.log2(np.asarray(outputs["likelihoods"]["y"], np.float64)).sum(axis=(0, 1, 2))
     return np.argsort(-bits, kind="stable")
+
+
+def calibration_crops(folders: Sequence[str], crop: int, count: int = 16, seed: int = 0) -> np.ndarray:
+    """`count` random training crops (float NHWC in [0, 1]) to rank the teacher's latent channels
+    (built-in images when `folders` is empty); `crop` must suit the model's downsampling."""
+    source = ImageSet.from_folders(*folders, progress=False) if folders else ImageSet.default()
+    return Batches(source, count, crop, seed).batch(0)
 
 
 class Distillation:

@@ -10,21 +10,27 @@ import flax.linen as nn
 from jaxlic.nn import GDN, Conv, ConvTranspose
 
 
+LEAKY_SLOPE = 0.01
+
+
 class Activation(nn.Module):
-    """A parameter-free activation that still takes a slot, so layer indices match CompressAI."""
+    """A parameter-free activation that still takes a slot, so layer indices match CompressAI.
+
+    `kind` names it for exporters (the integer graph knows "relu" and "leaky_relu")."""
 
     fn: Callable[[jax.Array], jax.Array]
+    kind: str = "custom"
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fn(x)
 
 
 def relu() -> Activation:
-    return Activation(nn.relu)
+    return Activation(nn.relu, "relu")
 
 
 def leaky_relu() -> Activation:
-    return Activation(lambda x: nn.leaky_relu(x, 0.01))
+    return Activation(lambda x: nn.leaky_relu(x, LEAKY_SLOPE), "leaky_relu")
 
 
 def conv(features: int, kernel: int = 5, stride: int = 2) -> Conv:

@@ -76,18 +76,21 @@ def subpixel_kernel(kernel: jax.Array, stride: int) -> jax.Array:
     return both.reshape(window, window, cin, stride * stride * cout)
 
 
-def _conv(x: jax.Array, kernel: jax.Array, stride: int, padding) -> jax.Array:
+def _conv(x: jax.Array, kernel: jax.Array, stride: int, padding, preferred_element_type=None) -> jax.Array:
     return jax.lax.conv_general_dilated(
-        x, kernel, (stride, stride), padding, dimension_numbers=DIMENSIONS
+        x, kernel, (stride, stride), padding, dimension_numbers=DIMENSIONS,
+        preferred_element_type=preferred_element_type,
     )
 
 
-def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """Transposed convolution (output = stride x input) as stride-1 conv + depth-to-space."""
+def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array, stride: int, preferred_element_type=None) -> jax.Array:
+    """Transposed convolution (output = stride x input) as stride-1 conv + depth-to-space.
+
+    With int8 operands and preferred_element_type=int32 it is the exact integer convolution."""
     k = kernel.shape[0]
     left, window, _ = _subpixel_taps(k, stride, k // 2)
     pad = ((left, window - 1 - left),) * 2
-    return depth_to_space(_conv(x, subpixel_kernel(kernel, stride), 1, pad), stride)
+    return depth_to_space(_conv(x, subpixel_kernel(kernel, stride), 1, pad, preferred_element_type), stride)
 
 
 def conv_transpose_reference(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
@@ -102,10 +105,10 @@ def conv_transpose_reference(x: jax.Array, kernel: jax.Array, stride: int) -> ja
     )
 
 
-def conv_down_reference(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+def conv_down_reference(x: jax.Array, kernel: jax.Array, stride: int, preferred_element_type=None) -> jax.Array:
     """Direct strided convolution with padding k // 2 (output = ceil(input / stride))."""
     p = kernel.shape[0] // 2
-    return _conv(x, kernel, stride, ((p, p), (p, p)))
+    return _conv(x, kernel, stride, ((p, p), (p, p)), preferred_element_type)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

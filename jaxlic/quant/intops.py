@@ -150,20 +150,57 @@ def conv2d_transpose_subpixel(x: np.ndarray, w: np.ndarray, bias: np.ndarray | N
     return _wrap_int32(out[:, :ho, :wo] + _check_bias(bias, cout))
 
 
-def requantize(acc: np.ndarray, shift: int, lo: int = INT8_MIN, hi: int = INT8_MAX) -> np.ndarray:
-    """int32 -> int8: clamp((acc + 2^(shift-1)) >> shift, lo, hi); shift 0 adds nothing.
+def output_dtype(lo: int, hi: int) -> np.dtype:
+    """The smallest of int8, uint8, int16, int32 that holds every value of [lo, hi]."""
+    for dtype in (np.int8, np.uint8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo <= hi <= info.max:
+            return np.dtype(dtype)
+    raise ValueError(f"clamp range [{lo}, {hi}] does not fit int32")
+
+
+def requantize(acc: np.ndarray, shift: int | np.ndarray, lo: int = INT8_MIN, hi: int = INT8_MAX) -> np.ndarray:
+    """int32 -> clamp((acc + 2^(shift-1)) >> shift, lo, hi); shift 0 adds nothing.
 
     The rounding add wraps at 32 bits and the shift is arithmetic, exactly as the VTA ALU does.
+    `shift` is an int or one int per channel (last axis); a negative shift is a left shift by
+    -shift with 32-bit wrap (VTA's SHR with a negative operand). The result has the smallest
+    dtype that holds [lo, hi] (int8 for the default range).
     """
-    if not 0 <= shift <= 31:
-        raise ValueError(f"shift must be in [0, 31], got {shift}")
-    if not INT8_MIN <= lo <= hi <= INT8_MAX:
-        raise ValueError(f"clamp range [{lo}, {hi}] must lie inside [-128, 127]")
+    shift = np.asarray(shift)
+    if not np.issubdtype(shift.dtype, np.integer) or shift.ndim > 1:
+        raise ValueError(f"shift must be an int or a 1-D int array, got {shift.dtype} {shift.shape}")
+    if shift.size and (shift.min() < -31 or shift.max() > 31):
+        raise ValueError(f"shift must be in [-31, 31], got {shift.min()}..{shift.max()}")
+    if not np.iinfo(np.int32).min <= lo <= hi <= np.iinfo(np.int32).max:
+        raise ValueError(f"clamp range [{lo}, {hi}] must lie inside int32")
     acc = np.asarray(acc)
     if acc.dtype != np.int32:
         raise TypeError(f"acc must be int32, got {acc.dtype}")
-    rounded = acc if shift == 0 else (acc.astype(np.int64) + (1 << (shift - 1))).astype(np.int32)
-    return np.clip(rounded >> shift, lo, hi).astype(np.int8)
+    shift = shift.astype(np.int64)
+    right = np.maximum(shift, 0)
+    rounding = np.where(right > 0, np.left_shift(1, np.maximum(right - 1, 0)), 0)
+    wide = np.where(shift >= 0, acc.astype(np.int64) + rounding, acc.astype(np.int64) << np.maximum(-shift, 0))
+    wrapped = wide.astype(np.int32)  # two's-complement wrap, as the 32-bit ALU
+    return np.clip(wrapped >> right.astype(np.int32), lo, hi).astype(output_dtype(lo, hi))
+
+
+def isqrt(n: np.ndarray) -> np.ndarray:
+    """floor(sqrt(n)) of int32 n >= 0 (negatives give 0), by the digit-by-digit method.
+
+    Sixteen rounds of compare, subtract and shift; no multiply and no floating point, so every
+    backend that runs the same rounds gets the same bits.
+    """
+    n = np.asarray(n)
+    if n.dtype != np.int32:
+        raise TypeError(f"isqrt needs int32, got {n.dtype}")
+    rest, root = np.maximum(n, 0), np.zeros_like(n)
+    for bit in (1 << (30 - 2 * i) for i in range(16)):
+        trial = root + bit
+        take = rest >= trial
+        rest = np.where(take, rest - trial, rest)
+        root = np.where(take, (root >> 1) + bit, root >> 1)
+    return root
 
 
 def subpixel_conv_weights(w: np.ndarray, stride: int, padding: int) -> tuple[np.ndarray, int]:

@@ -67,38 +67,60 @@ def compress(package: ModelPackage, image: ImageLike) -> bytes:
         z = np.asarray(fns.hyper_analysis(y))
         z_symbols = np.round(z - fns.medians)
         z_stream = coders["bottleneck"].encode(z_symbols, _channel_index(z.shape))
-        scales, means = fns.hyper_synthesis(z_symbols + fns.medians)
-        indexes = scale_indexes(np.asarray(scales), package.scale_table)
+        indexes, means, _ = _hyper(package, z_symbols, "jax")
         y_symbols = np.round(y - means) if means is not None else np.round(y)
         streams = (z_stream, coders["gaussian"].encode(y_symbols, indexes))
     bitstream = Bitstream(package.fingerprint, pixels.shape[0], pixels.shape[1], streams)
     return bitstream.to_bytes()
 
 
-def decompress(package: ModelPackage, data: bytes) -> np.ndarray:
-    """Decode a bitstream made with this package into a uint8 H x W x 3 image."""
+def _hyper(package: ModelPackage, z_symbols: np.ndarray, backend: str):
+    """(table index of every y element, means for the encoder, means for the synthesis)."""
+    if package.integer is not None:
+        from jaxlic.quant.codec import integer_hyper
+
+        return integer_hyper(package, z_symbols, backend)
+    fns = package.transforms
+    scales, means = fns.hyper_synthesis(z_symbols.astype(np.float32) + fns.medians)
+    means = None if means is None else np.asarray(means)
+    return scale_indexes(np.asarray(scales), package.scale_table), means, means
+
+
+def _reconstruct(package: ModelPackage, y_symbols: np.ndarray, means, height: int, width: int,
+                 backend: str) -> np.ndarray:
+    """The cropped uint8 image from the decoded y symbols (and means)."""
+    if package.integer is not None:
+        from jaxlic.quant.codec import integer_synthesis
+
+        return integer_synthesis(package, y_symbols, means, backend)[0, :height, :width]
+    fns = package.transforms
+    offset = means if means is not None else (0.0 if package.model.hyper else fns.medians)
+    return _to_pixels(fns.synthesis(y_symbols.astype(np.float32) + offset), height, width)
+
+
+def decompress(package: ModelPackage, data: bytes, backend: str = "jax") -> np.ndarray:
+    """Decode a bitstream made with this package into a uint8 H x W x 3 image.
+
+    `backend` matters for integer-mode packages only: "jax" (jitted), "jax-eager" or "numpy"
+    (the integer reference); all three give the same bits.
+    """
     bitstream = Bitstream.from_bytes(bytes(data), package.fingerprint)
-    model, fns, coders = package.model, package.transforms, package.coders
+    model, coders = package.model, package.coders
     expected_streams = 2 if model.hyper else 1
     if len(bitstream.streams) != expected_streams:
         raise ImageError(f"bitstream has {len(bitstream.streams)} streams, this model writes {expected_streams}")
     h = _padded_size(bitstream.height, model.downsampling)
     w = _padded_size(bitstream.width, model.downsampling)
     y_shape = (1, h // 16, w // 16, package.config.M)
+    means = None
     if not model.hyper:
-        symbols = coders["bottleneck"].decode(bitstream.streams[0], _channel_index(y_shape))
-        y_hat = symbols.reshape(y_shape).astype(np.float32) + fns.medians
+        y_symbols = coders["bottleneck"].decode(bitstream.streams[0], _channel_index(y_shape)).reshape(y_shape)
     else:
         z_shape = (1, h // 64, w // 64, package.config.N)
         z_symbols = coders["bottleneck"].decode(bitstream.streams[0], _channel_index(z_shape))
-        z_hat = z_symbols.reshape(z_shape).astype(np.float32) + fns.medians
-        scales, means = fns.hyper_synthesis(z_hat)
-        indexes = scale_indexes(np.asarray(scales), package.scale_table)
+        indexes, _, means = _hyper(package, z_symbols.reshape(z_shape), backend)
         y_symbols = coders["gaussian"].decode(bitstream.streams[1], indexes).reshape(y_shape)
-        y_hat = y_symbols.astype(np.float32)
-        if means is not None:
-            y_hat = y_hat + np.asarray(means)
-    return _to_pixels(fns.synthesis(y_hat), bitstream.height, bitstream.width)
+    return _reconstruct(package, y_symbols, means, bitstream.height, bitstream.width, backend)
 
 
 def compress_many(package: ModelPackage, images: Sequence[ImageLike]) -> list[bytes]:

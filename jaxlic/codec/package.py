@@ -2,7 +2,9 @@
 
 Layout: magic `JXLMPKG\\0`, format version (u16), header length (u32), a JSON header (config and
 an index of arrays), the raw little-endian arrays, and a SHA-256 of everything before it.
-The fingerprint that bitstreams carry is a hash of config, parameters and tables.
+The fingerprint that bitstreams carry is a hash of config, parameters and tables. Integer-mode
+packages add the integer decoder graph (header key `integer`, arrays `integer/<constant>`),
+which also enters the fingerprint.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -23,9 +26,12 @@ from jaxlic.entropy.coder import SymbolCoder
 from jaxlic.entropy.factorized import solve_quantiles, table_ranges
 from jaxlic.entropy.gaussian import default_scale_table, gaussian_table_pmfs
 from jaxlic.entropy.tables import CodingTables
-from jaxlic.errors import ConfigError, PackageError
+from jaxlic.errors import ConfigError, IntegerizationError, PackageError
 from jaxlic.images import atomic_path
 from jaxlic.models import ModelConfig, build_model, init_params
+
+if TYPE_CHECKING:
+    from jaxlic.quant.graph import IntegerGraph
 
 MAGIC = b"JXLMPKG\0"
 VERSION = 1
@@ -41,6 +47,7 @@ class ModelPackage:
     params: dict
     tables: dict[str, CodingTables] = field(default_factory=dict)
     scale_table: np.ndarray | None = None
+    integer: "IntegerGraph | None" = None  # integer mode: the decoder runs this graph
 
     @functools.cached_property
     def model(self):
@@ -60,6 +67,8 @@ class ModelPackage:
     def fingerprint(self) -> bytes:
         """SHA-256 (first 8 bytes) of config, parameters and tables: what a bitstream names."""
         digest = hashlib.sha256(self.config.to_json().encode())
+        if self.integer is not None:
+            digest.update(self.integer.spec_json().encode())
         for name, array in sorted(self._arrays().items()):
             digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
             digest.update(np.ascontiguousarray(array).tobytes())
@@ -72,6 +81,8 @@ class ModelPackage:
             arrays.update(tables.to_arrays(f"tables/{name}"))
         if self.scale_table is not None:
             arrays["tables/scale_table"] = np.asarray(self.scale_table, np.float64)
+        if self.integer is not None:
+            arrays.update(self.integer.to_arrays("integer"))
         return arrays
 
     def save(self, path: str | Path) -> None:
@@ -84,7 +95,10 @@ class ModelPackage:
                           "shape": list(array.shape), "offset": offset, "nbytes": len(data)})
             blobs.append(data)
             offset += len(data)
-        header = json.dumps({"config": json.loads(self.config.to_json()), "arrays": index}).encode()
+        header = {"config": json.loads(self.config.to_json()), "arrays": index}
+        if self.integer is not None:
+            header["integer"] = self.integer.spec()
+        header = json.dumps(header).encode()
         body = _PREFIX.pack(MAGIC, VERSION, len(header)) + header + b"".join(blobs)
         with atomic_path(path) as tmp:
             tmp.write_bytes(body + hashlib.sha256(body).digest())
@@ -120,17 +134,26 @@ class ModelPackage:
             }
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise PackageError(f"{name}: malformed package header ({exc})") from None
-        return cls._from_arrays(config, arrays)
+        return cls._from_arrays(config, arrays, header.get("integer"))
 
     @classmethod
-    def _from_arrays(cls, config: ModelConfig, arrays: dict[str, np.ndarray]) -> "ModelPackage":
+    def _from_arrays(cls, config: ModelConfig, arrays: dict[str, np.ndarray],
+                     integer_spec: dict | None = None) -> "ModelPackage":
         params = traverse_util.unflatten_dict(
             {k[len("params/"):]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("params/")},
             sep="/",
         )
         names = {k.split("/")[1] for k in arrays if k.startswith("tables/") and k.count("/") == 2}
         tables = {n: CodingTables.from_arrays(arrays, f"tables/{n}") for n in sorted(names)}
-        package = cls(config, params, tables, arrays.get("tables/scale_table"))
+        integer = None
+        if integer_spec is not None:
+            from jaxlic.quant.graph import IntegerGraph
+
+            try:
+                integer = IntegerGraph.from_arrays(integer_spec, arrays, "integer")
+            except IntegerizationError as exc:
+                raise PackageError(f"model package has a bad integer graph: {exc}") from None
+        package = cls(config, params, tables, arrays.get("tables/scale_table"), integer)
         package.check_complete()
         return package
 

@@ -1,0 +1,148 @@
+"""Integer graphs in JAX: exact integer execution, and its fake-quantized float twin for QAT.
+
+mode "int": int8/int32 arithmetic with XLA's integer convolutions (int8 x int8 -> int32), wrap-
+around adds and arithmetic shifts: bit-identical to `jaxlic.quant.reference` under jit or not,
+on any thread count, since no floating-point operation is involved.
+mode "fake": the same ops on integer-valued float32 tensors with straight-through rounding, so
+gradients reach the float parameters the constants were quantized from.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Literal, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlic.errors import IntegerizationError
+from jaxlic.nn.conv import DIMENSIONS, conv_down, conv_down_reference, conv_transpose_subpixel, conv_up
+from jaxlic.quant.fakequant import exp2i, floor_ste
+from jaxlic.quant.graph import IntegerGraph, Op, needed_ops, output_dtype_of
+
+Mode = Literal["int", "fake"]
+_ISQRT_BITS = tuple(1 << (30 - 2 * i) for i in range(16))
+
+
+def run_ops(ops: Sequence[Op], consts: Mapping[str, jax.Array], values: Mapping[str, jax.Array],
+            outputs: Iterable[str], mode: Mode) -> dict[str, jax.Array]:
+    """Compute `outputs` from `values` by the ops they need (traceable; no validation)."""
+    values, outputs = dict(values), tuple(outputs)
+    apply = _int_op if mode == "int" else _fake_op
+    for op in needed_ops(ops, outputs, values):
+        c = {role: consts[name] for role, name in op.consts.items()}
+        values[op.output] = apply(op, [values[n] for n in op.inputs], c)
+    return {name: values[name] for name in outputs}
+
+
+def run(graph: IntegerGraph, inputs: Mapping[str, np.ndarray], outputs: Iterable[str] | None = None,
+        jit: bool = True) -> dict[str, np.ndarray]:
+    """Exact integer execution of a validated graph; equals `reference.run` bit for bit."""
+    inputs = {name: np.asarray(value) for name, value in inputs.items()}
+    graph.check_inputs(inputs)
+    outputs = tuple(outputs) if outputs is not None else graph.outputs
+    for op in graph.ops_for(outputs, inputs):
+        if op.kind == "conv2d_transpose" and not _subpixel_form(op, graph.constants[op.consts["weight"]]):
+            raise IntegerizationError(f"op {op.name!r}: the JAX backend runs transposed convolutions with a square "
+                                      "kernel, padding k//2 and output_padding stride-1 only; use the NumPy reference")
+    key = (outputs, tuple(sorted(inputs)), jit)
+    if key not in graph._runners:
+        def fn(consts, values):
+            return run_ops(graph.ops, consts, values, outputs, "int")
+        graph._runners[key] = jax.jit(fn) if jit else fn
+    if "consts" not in graph._runners:
+        graph._runners["consts"] = {name: jnp.asarray(a) for name, a in graph.constants.items()}
+    result = graph._runners[key](graph._runners["consts"], {k: jnp.asarray(v) for k, v in inputs.items()})
+    return {name: np.asarray(value) for name, value in result.items()}
+
+
+def _subpixel_form(op: Op, weight: np.ndarray) -> bool:
+    k = weight.shape[0]
+    return (weight.shape[1] == k and op.attrs["padding"] == k // 2
+            and op.attrs["output_padding"] == op.attrs["stride"] - 1)
+
+
+def _isqrt(rest: jax.Array) -> jax.Array:
+    """floor(sqrt(n)) of int32 n >= 0: the digit-by-digit rounds of `intops.isqrt`."""
+    root = jnp.zeros_like(rest)
+    for bit in _ISQRT_BITS:
+        trial = root + bit
+        take = rest >= trial
+        rest = jnp.where(take, rest - trial, rest)
+        root = jnp.where(take, jnp.right_shift(root, 1) + bit, jnp.right_shift(root, 1))
+    return root
+
+
+def _int_op(op: Op, args: list[jax.Array], c: dict[str, jax.Array]) -> jax.Array:
+    a, x = op.attrs, args[0]
+    if op.kind == "conv2d":
+        p = a["padding"]
+        acc = jax.lax.conv_general_dilated(x, c["weight"], (a["stride"],) * 2, ((p, p), (p, p)),
+                                           dimension_numbers=DIMENSIONS, preferred_element_type=jnp.int32)
+        return acc + c["bias"]
+    if op.kind == "conv2d_transpose":
+        return conv_transpose_subpixel(x, c["weight"], a["stride"], jnp.int32) + c["bias"]
+    if op.kind == "requantize":
+        shift, x = c["shift"], x.astype(jnp.int32)
+        right, left = jnp.maximum(shift, 0), jnp.maximum(-shift, 0)
+        rounding = jnp.where(right > 0, jnp.left_shift(1, jnp.maximum(right - 1, 0)), 0)
+        wide = jnp.where(shift >= 0, x + rounding, jnp.left_shift(x, left))
+        dtype = output_dtype_of(op)
+        return jnp.clip(jnp.right_shift(wide, right), a["lo"], a["hi"]).astype(dtype)
+    if op.kind == "leaky_relu":
+        return jnp.maximum(x, jnp.right_shift(x, a["shift"]))
+    if op.kind == "abs":
+        return jnp.minimum(jnp.abs(x.astype(jnp.int16)), 127).astype(jnp.int8)
+    if op.kind == "square":
+        return x.astype(jnp.int32) * x.astype(jnp.int32)
+    if op.kind == "isqrt":
+        return _isqrt(jnp.left_shift(jnp.maximum(x.astype(jnp.int32), 0), c["pre_shift"]))
+    if op.kind == "mul":
+        return x.astype(jnp.int32) * args[1].astype(jnp.int32)
+    if op.kind == "add":
+        return x.astype(jnp.int32) + args[1].astype(jnp.int32)
+    if op.kind == "add_channel":
+        return x.astype(jnp.int32) + c["addend"]
+    if op.kind == "scale_index":
+        index = jnp.zeros(x.shape, jnp.int32)
+        for j in range(c["thresholds"].shape[1]):
+            index = index + (x > c["thresholds"][:, j]).astype(jnp.int32)
+        return index
+    raise AssertionError(f"validated graphs have no op {op.kind!r}")
+
+
+def _fake_op(op: Op, args: list[jax.Array], c: dict[str, jax.Array]) -> jax.Array:
+    a, x = op.attrs, args[0]
+    if op.kind == "conv2d":
+        k, s, p = c["weight"].shape[0], a["stride"], a["padding"]
+        if p == k // 2:
+            acc = conv_down(x, c["weight"], s) if s > 1 else conv_down_reference(x, c["weight"], 1)
+        else:
+            acc = jax.lax.conv_general_dilated(x, c["weight"], (s, s), ((p, p), (p, p)), dimension_numbers=DIMENSIONS)
+        return acc + c["bias"]
+    if op.kind == "conv2d_transpose":
+        return conv_up(x, c["weight"], a["stride"]) + c["bias"]
+    if op.kind == "requantize":
+        shift = c["shift"]
+        scaled = x * exp2i(-shift) + jnp.where(shift > 0, 0.5, 0.0)
+        return jnp.clip(floor_ste(scaled), a["lo"], a["hi"])
+    if op.kind == "leaky_relu":
+        return jnp.maximum(x, floor_ste(x * 2.0 ** -a["shift"]))
+    if op.kind == "abs":
+        return jnp.abs(x)
+    if op.kind == "square":
+        return x * x
+    if op.kind == "isqrt":
+        # The exact integer root forward (float32 sqrt misplaces ~0.1% of floors), sqrt's
+        # gradient backward; the pre-shifted pool has <= 15 significant bits, exact in float32.
+        shifted = jnp.maximum(x, 0.0) * exp2i(c["pre_shift"])
+        root = _isqrt(jax.lax.stop_gradient(shifted).astype(jnp.int32)).astype(jnp.float32)
+        smooth = jnp.sqrt(shifted + 1e-6)
+        return smooth + jax.lax.stop_gradient(root - smooth)
+    if op.kind == "mul":
+        return x * args[1]
+    if op.kind == "add":
+        return x + args[1]
+    if op.kind == "add_channel":
+        return x + c["addend"]
+    raise IntegerizationError(f"op {op.name!r} ({op.kind}) has no fake-quantized form; QAT uses the dequantized scales")

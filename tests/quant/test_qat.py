@@ -1,0 +1,89 @@
+"""QAT is a Task of the one train step: it trains through the fake-quantized decoder and its
+artifact is an integer-mode package; `jaxlic quantize` drives it from the command line."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from jaxlic.cli import main
+from jaxlic.codec import ModelPackage, compress, decompress
+from jaxlic.images import write_image
+from jaxlic.quant.qat import make_forward, qat_task
+from jaxlic.train.loop import TrainConfig, Trainer
+
+from conftest import image_batch
+
+
+@pytest.mark.parametrize("fake_quant", [True, pytest.param(False, marks=pytest.mark.slow)])
+def test_qat_forward_trains_encoder_and_decoder(float_packages, calibrations, fake_quant):
+    key = ("mbt2018-mean", "simplified")
+    package = float_packages[key]
+    forward = make_forward(package.config, calibrations[key], fake_quant)
+    task = qat_task(package, calibrations[key], fake_quant=fake_quant)
+    batch = jnp.asarray(image_batch(2, 64))
+
+    def loss(params):
+        total, _ = task.terms[0](params, forward(params, batch, jax.random.PRNGKey(0)), batch, {})
+        return total
+
+    grads = traverse_util.flatten_dict(jax.jit(jax.grad(loss))(package.params), sep="/")
+    # Straight-through rounding lets the rate-distortion gradient reach every transform.
+    for name in ("g_a_0/kernel", "g_s_0/kernel", "g_s_1/gamma", "h_a_0/kernel", "h_s_4/kernel"):
+        assert float(jnp.abs(grads[name]).sum()) > 0, name
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads.values())
+
+
+def test_qat_forward_reconstruction_is_the_integer_decoder(int_packages, float_packages, calibrations):
+    """The fake-quantized forward reconstructs what the exported integer package decodes."""
+    key = ("bmshj2018-factorized", "gdn")
+    batch = image_batch(1, 64)
+    out = make_forward(float_packages[key].config, calibrations[key])(float_packages[key].params, jnp.asarray(batch),
+                                                                    jax.random.PRNGKey(0))
+    pixels = (batch[0] * 255).round().astype(np.uint8)
+    decoded = decompress(int_packages[key], compress(int_packages[key], pixels))
+    np.testing.assert_array_equal(np.asarray(out["x_hat"][0] * 255).round().astype(np.uint8), decoded)
+
+
+def test_qat_run_writes_a_working_integer_package(float_packages, calibrations, photo, tmp_path):
+    key = ("bmshj2018-hyperprior", "gdn")
+    config = TrainConfig(steps=2, batch_size=2, crop=64, learning_rate=1e-4, checkpoint_every=1)
+    package = Trainer(config, qat_task(float_packages[key], calibrations[key]), tmp_path / "run", progress=False).run()
+    loaded = ModelPackage.load(tmp_path / "run" / "model.jxlm")
+    assert loaded.integer is not None and loaded.fingerprint == package.fingerprint
+    data = compress(loaded, photo)
+    assert np.array_equal(decompress(loaded, data, "numpy"), decompress(loaded, data))
+    np.asarray(float_packages[key].params["g_s_0"]["kernel"])  # raises if the step donated the caller's arrays
+
+
+@pytest.fixture
+def cli_setup(float_packages, photo, tmp_path):
+    float_path = tmp_path / "float.jxlm"
+    float_packages["bmshj2018-factorized", "simplified"].save(float_path)
+    data_dir = tmp_path / "data"
+    for i in range(3):
+        write_image(data_dir / f"{i}.png", np.ascontiguousarray(np.roll(photo, 17 * i, axis=1)))
+    return ["--model", str(float_path), "--data", str(data_dir), "--batch-size", "2", "--crop", "64",
+            "--calibration-batches", "1"]
+
+
+def test_cli_quantize(cli_setup, photo, tmp_path, capsys):
+    assert main(["quantize", *cli_setup, "--out", str(tmp_path / "ptq.jxlm"), "--graph", str(tmp_path / "g.npz")]) == 0
+    assert "post-training" in capsys.readouterr().out
+    package = ModelPackage.load(tmp_path / "ptq.jxlm")
+    assert decompress(package, compress(package, photo)).shape == photo.shape
+    # Bad input: an integer package cannot be quantized again; a missing file is a clear error.
+    assert main(["quantize", "--model", str(tmp_path / "ptq.jxlm"), "--out", str(tmp_path / "x.jxlm")]) == 2
+    assert "already an integer-mode package" in capsys.readouterr().err
+    assert main(["quantize", "--model", str(tmp_path / "none.jxlm"), "--out", str(tmp_path / "x.jxlm")]) == 2
+    assert "cannot read model package" in capsys.readouterr().err
+    assert not (tmp_path / "x.jxlm").exists()
+
+
+@pytest.mark.slow
+def test_cli_quantize_with_qat(cli_setup, photo, tmp_path, capsys):
+    assert main(["quantize", *cli_setup, "--out", str(tmp_path / "qat.jxlm"), "--qat-steps", "2"]) == 0
+    assert "QAT 2 steps" in capsys.readouterr().out
+    package = ModelPackage.load(tmp_path / "qat.jxlm")
+    assert decompress(package, compress(package, photo)).shape == photo.shape

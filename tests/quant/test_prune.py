@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxlic.cli import main
 from jaxlic.codec import build_tables, compress, decompress, load
 from jaxlic.errors import ConfigError
 from jaxlic.models import ModelConfig, build_model, init_params, model_config
@@ -109,3 +110,12 @@ def test_pruning_inside_training_exports_a_smaller_working_package(tmp_path):
     image = np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)
     assert decompress(loaded, compress(loaded, image)).shape == image.shape
     np.testing.assert_array_equal(np.asarray(package.params["g_a_0"]["kernel"]), params["g_a_0"]["kernel"])
+
+
+def test_prune_command_refuses_a_schedule_without_fine_tuning(tmp_path, capsys):
+    config, params = tiny()
+    build_tables(config, params).save(tmp_path / "model.jxlm")
+    code = main(["prune", "--model", str(tmp_path / "model.jxlm"), "--schedule", "5:0.5", "--steps", "5",
+                 "--out", str(tmp_path / "run")])
+    assert code == 2 and "fine-tuned" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

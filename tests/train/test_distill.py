@@ -8,11 +8,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from jaxlic.cli import main
 from jaxlic.codec import build_tables, compress, decompress, load
 from jaxlic.errors import ConfigError
 from jaxlic.models import build_model, init_params, model_config
 from jaxlic.train.distill import Distillation, distill_task, rank_latent_channels, student_config
-from jaxlic.train.loop import TrainConfig, Trainer
 
 ARCH = "bmshj2018-factorized"
 
@@ -67,24 +67,25 @@ def test_weights_are_validated(teacher):
         Distillation(teacher, np.arange(4), 0.01, latent_weight=-1.0)
 
 
-def test_distillation_runs_in_the_training_step_with_a_frozen_teacher(tmp_path, teacher):
-    task = distill_task(teacher, 0.0625, crops(0, n=4))
-    trainer = Trainer(TrainConfig(steps=3, batch_size=2, crop=32, learning_rate=1e-3, log_every=1,
-                                  checkpoint_every=3), task, tmp_path, progress=False)
-    package = trainer.run()
-    assert (package.config.N, package.config.M) == (8, 12)
-    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
-    assert [r["step"] for r in records] == [1, 2, 3]
+def test_distill_command_trains_a_student_with_a_frozen_teacher(tmp_path, teacher):
+    teacher.save(tmp_path / "teacher.jxlm")
+    out = tmp_path / "run"
+    assert main(["distill", "--teacher", str(tmp_path / "teacher.jxlm"), "--width", "0.0625", "--steps", "3",
+                 "--batch-size", "2", "--crop", "32", "--checkpoint-every", "3", "--calibration", "2",
+                 "--out", str(out)]) == 0
+    student = load(out / "model.jxlm")
+    assert (student.config.N, student.config.M, student.config.lmbda) == (8, 12, teacher.config.lmbda)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+    assert [r["step"] for r in records] == [3]  # the last step is always logged
     assert all(r["distill/latent"] > 0 and r["distill/output"] > 0 and "teacher_psnr" in r for r in records)
-    # The teacher in the final checkpoint is bit-identical to the package it came from.
-    restored = trainer.initial_state()
-    with ocp.CheckpointManager((tmp_path / "checkpoints").absolute()) as manager:
-        state = manager.restore(3, args=ocp.args.StandardRestore(restored))
-    for a, b in zip(jax.tree_util.tree_leaves(state.term_states["distill"]["teacher"]),
-                    jax.tree_util.tree_leaves(teacher.params)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    student = load(tmp_path / "model.jxlm")
+    # The teacher in the last checkpoint is bit-identical to the package: it was never updated.
+    with ocp.CheckpointManager((out / "checkpoints").absolute()) as manager:
+        state = manager.restore(3, args=ocp.args.StandardRestore())
+    saved = state["term_states"]["distill"]["teacher"]
+    for path, value in jax.tree_util.tree_leaves_with_path(teacher.params):
+        keys = [k.key for k in path]
+        np.testing.assert_array_equal(np.asarray(saved[keys[0]][keys[1]]), np.asarray(value))
     image = (crops(5, n=1, side=48)[0] * 255).astype(np.uint8)
     assert decompress(student, compress(student, image)).shape == image.shape
-    saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["task"]["distill"]["teacher"] == teacher.fingerprint.hex()
+    config = json.loads((out / "config.json").read_text())
+    assert config["task"]["distill"]["teacher"] == teacher.fingerprint.hex()

@@ -7,12 +7,16 @@ Kernels keep the standard layouts so weights convert both ways with PyTorch/Comp
   stride - 1, so the output is exactly stride x the input size.
 
 XLA CPU runs strided and transposed convolutions slowly (their weight gradients become
-reversed-window convolutions that no fast path accepts), so each pass is computed in the form
-that is fastest and exactly equivalent:
-- downsampling: direct stride-s forward; input gradient in sub-pixel form; XLA's own weight
-  gradient;
-- upsampling: sub-pixel forward (stride-1 convolution to s*s*out channels, then depth-to-space);
-  input gradient as a direct stride-s convolution; weight gradient through the sub-pixel form.
+reversed-window convolutions that no fast path accepts), so each pass is computed in the
+exactly equivalent form that measured fastest (benchmarks/bench_conv_forms.py):
+- downsampling: direct stride-s forward and XLA's weight gradient; input gradient as a
+  transposed convolution in per-phase form. The space-to-depth form (space-to-depth, then a
+  stride-1 convolution, `conv_down_space_to_depth`) is equivalent but measured slower than
+  these in every pass on XLA CPU (it adds zero taps: 9 x 4 instead of 25 per output for 5x5 / 2);
+- upsampling: per-phase forward (s*s stride-1 convolutions, interleaved) or, for narrow
+  outputs, sub-pixel (one stride-1 convolution to s*s*out channels, then depth-to-space);
+  input gradient as a direct stride-s convolution; weight gradient through the same form
+  (narrow outputs: the strided correlation's weight gradient).
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ import numpy as np
 import flax.linen as nn
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+
+
+def space_to_depth(x: jax.Array, block: int) -> jax.Array:
+    """(N, H*b, W*b, C) -> (N, H, W, b*b*C); the inverse of `depth_to_space`."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // block, block, w // block, block, c)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // block, w // block, block * block * c)
 
 
 def depth_to_space(x: jax.Array, block: int) -> jax.Array:
@@ -105,15 +116,99 @@ def conv_transpose_reference(x: jax.Array, kernel: jax.Array, stride: int) -> ja
     )
 
 
+def space_to_depth_kernel(kernel: jax.Array, stride: int) -> jax.Array:
+    """Rearrange a (k, k, in, out) strided-conv kernel into the (a, a, s*s*in, out) stride-1
+    kernel of its space-to-depth form, a = ceil(k / s): tap k = s*a + b moves to window offset a
+    and input phase b (zero where s*a + b >= k)."""
+    k, _, cin, cout = kernel.shape
+    taps = -(-k // stride)
+    padded = jnp.pad(kernel, ((0, stride * taps - k), (0, stride * taps - k), (0, 0), (0, 0)))
+    padded = padded.reshape(taps, stride, taps, stride, cin, cout)
+    return padded.transpose(0, 2, 1, 3, 4, 5).reshape(taps, taps, stride * stride * cin, cout)
+
+
+def conv_down_space_to_depth(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """Strided convolution (padding k // 2, output ceil(input / s)) as space-to-depth of the
+    padded input followed by a stride-1 valid convolution with `space_to_depth_kernel`."""
+    k = kernel.shape[0]
+    taps = -(-k // stride)
+    p = k // 2
+    n, h, w, c = x.shape
+    out_h, out_w = -(-h // stride), -(-w // stride)
+    pad_h = stride * (out_h + taps - 1) - h - p
+    pad_w = stride * (out_w + taps - 1) - w - p
+    x = jnp.pad(x, ((0, 0), (p, pad_h), (p, pad_w), (0, 0)))
+    return _conv(space_to_depth(x, stride), space_to_depth_kernel(kernel, stride), 1, "VALID")
+
+
 def conv_down_reference(x: jax.Array, kernel: jax.Array, stride: int, preferred_element_type=None) -> jax.Array:
     """Direct strided convolution with padding k // 2 (output = ceil(input / stride))."""
     p = kernel.shape[0] // 2
     return _conv(x, kernel, stride, ((p, p), (p, p)), preferred_element_type)
 
 
+@functools.lru_cache(maxsize=None)
+def _phase_taps(kernel: int, stride: int, padding: int) -> tuple[tuple[int, int, tuple[int, ...]], ...] | None:
+    """Per output phase r of a transposed convolution: (left pad, right pad, kernel indices).
+
+    Output row s*m + r receives input rows m + t, t = t_lo..t_hi, with kernel row
+    k = r + padding - s*t: a stride-1 correlation of the input padded by (-t_lo, t_hi) with
+    those kernel rows. None when a phase has no tap or would need a negative pad.
+    """
+    phases = []
+    for r in range(stride):
+        ts = [t for t in range(-kernel, kernel + 1) if 0 <= r + padding - stride * t < kernel]
+        if not ts or min(ts) > 0 or max(ts) < 0:
+            return None
+        phases.append((-min(ts), max(ts), tuple(r + padding - stride * t for t in ts)))
+    return tuple(phases)
+
+
+def conv_transpose_phases(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """Transposed convolution as s*s exact stride-1 convolutions (one per output phase) whose
+    outputs are interleaved: no zero taps (25 per 4 outputs for 5x5 / 2 instead of the 36 of
+    the sub-pixel form)."""
+    k = kernel.shape[0]
+    phases = _phase_taps(k, stride, k // 2)
+    if phases is None:
+        return conv_transpose_subpixel(x, kernel, stride)
+    rows = []
+    for top, bottom, ky in phases:
+        cols = []
+        for left, right, kx in phases:
+            part = kernel[np.array(ky)][:, np.array(kx)]
+            cols.append(_conv(x, part, 1, ((top, bottom), (left, right))))
+        rows.append(jnp.stack(cols, axis=3))  # (N, h, w, s, C)
+    out = jnp.stack(rows, axis=2)  # (N, h, s, w, s, C)
+    n, h, _, w, _, c = out.shape
+    return out.reshape(n, h * stride, w * stride, c)
+
+
+def conv_transpose_weight_grad_direct(x: jax.Array, grad: jax.Array, kernel_shape, stride: int) -> jax.Array:
+    """Weight gradient of a transposed convolution as XLA's weight gradient of the strided
+    correlation it is the transpose of (input `grad`, cotangent `x`)."""
+    k, _, cin, cout = kernel_shape
+    zeros = jnp.zeros((k, k, cout, cin), grad.dtype)
+    _, vjp = jax.vjp(lambda w: conv_down_reference(grad, w, stride), zeros)
+    return vjp(x)[0].transpose(0, 1, 3, 2)
+
+
+# XLA CPU's convolutions lose efficiency with few output channels: below this many, the
+# per-phase form (s*s narrow convolutions) is slower than the sub-pixel one (one conv to
+# s*s*out channels), above it the per-phase form wins by skipping the sub-pixel's zero taps.
+PHASE_MIN_CHANNELS = 16
+
+
+def conv_transpose_fast(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """The transposed convolution in its fastest exact form for this width."""
+    if kernel.shape[3] >= PHASE_MIN_CHANNELS:
+        return conv_transpose_phases(x, kernel, stride)
+    return conv_transpose_subpixel(x, kernel, stride)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def conv_down(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """Downsampling convolution: direct forward, sub-pixel input gradient."""
+    """Downsampling convolution: direct forward, per-phase/sub-pixel input gradient."""
     return conv_down_reference(x, kernel, stride)
 
 
@@ -124,7 +219,7 @@ def _conv_down_fwd(x, kernel, stride):
 def _conv_down_bwd(stride, residuals, grad):
     x, kernel = residuals
     # d/dx of a strided correlation is the transposed convolution with in/out swapped.
-    grad_x = conv_transpose_subpixel(grad, kernel.transpose(0, 1, 3, 2), stride)
+    grad_x = conv_transpose_fast(grad, kernel.transpose(0, 1, 3, 2), stride)
     grad_x = grad_x[:, : x.shape[1], : x.shape[2]]
     _, weight_vjp = jax.vjp(lambda w: conv_down_reference(x, w, stride), kernel)
     return grad_x, weight_vjp(grad)[0]
@@ -135,20 +230,27 @@ conv_down.defvjp(_conv_down_fwd, _conv_down_bwd)
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def conv_up(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """Upsampling (transposed) convolution: sub-pixel forward, direct strided input gradient."""
-    return conv_transpose_subpixel(x, kernel, stride)
+    """Upsampling (transposed) convolution: per-phase/sub-pixel forward, direct strided input
+    gradient."""
+    return conv_transpose_fast(x, kernel, stride)
 
 
 def _conv_up_fwd(x, kernel, stride):
-    return conv_transpose_subpixel(x, kernel, stride), (x, kernel)
+    return conv_transpose_fast(x, kernel, stride), (x, kernel)
 
 
 def _conv_up_bwd(stride, residuals, grad):
     x, kernel = residuals
     # d/dx of a transposed convolution is the strided correlation with in/out swapped.
     grad_x = conv_down_reference(grad, kernel.transpose(0, 1, 3, 2), stride)
-    _, weight_vjp = jax.vjp(lambda w: conv_transpose_subpixel(x, w, stride), kernel)
-    return grad_x, weight_vjp(grad)[0]
+    if kernel.shape[3] >= PHASE_MIN_CHANNELS:
+        _, weight_vjp = jax.vjp(lambda w: conv_transpose_phases(x, w, stride), kernel)
+        grad_w = weight_vjp(grad)[0]
+    else:
+        # Narrow outputs (the last layer, N -> 3): the strided correlation's weight gradient is
+        # 2x faster than the sub-pixel form's, whose 12 output channels starve the GEMM.
+        grad_w = conv_transpose_weight_grad_direct(x, grad, kernel.shape, stride)
+    return grad_x, grad_w
 
 
 conv_up.defvjp(_conv_up_fwd, _conv_up_bwd)

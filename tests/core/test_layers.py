@@ -8,7 +8,8 @@ import pytest
 
 from jaxlic.nn import GDN, lower_bound
 from jaxlic.nn.conv import (
-    conv_down, conv_down_reference, conv_transpose_reference, conv_transpose_subpixel, conv_up,
+    PHASE_MIN_CHANNELS, conv_down, conv_down_reference, conv_down_space_to_depth, conv_transpose_phases,
+    conv_transpose_reference, conv_transpose_subpixel, conv_up, depth_to_space, space_to_depth,
 )
 from jaxlic.nn.gdn import PEDESTAL, effective, reparametrize
 
@@ -29,11 +30,59 @@ def test_subpixel_transposed_conv_equals_reference(h, w, cin, cout, k):
     np.testing.assert_allclose(fast, slow, atol=2e-5 * float(jnp.abs(slow).max()))
 
 
+@pytest.mark.parametrize("stride", [2, 4])
+@pytest.mark.parametrize("h,w,cin,cout,k", SHAPES)
+def test_space_to_depth_conv_equals_strided_conv(h, w, cin, cout, k, stride):
+    x = jax.random.normal(jax.random.PRNGKey(8), (2, h, w, cin))
+    kernel = jax.random.normal(jax.random.PRNGKey(9), (k, k, cin, cout))
+    fast = conv_down_space_to_depth(x, kernel, stride)
+    slow = conv_down_reference(x, kernel, stride)
+    assert fast.shape == slow.shape == (2, -(-h // stride), -(-w // stride), cout)
+    np.testing.assert_allclose(fast, slow, atol=2e-5 * float(jnp.abs(slow).max()))
+    got = jax.grad(lambda x, w: (conv_down_space_to_depth(x, w, stride) ** 2).sum(), argnums=(0, 1))(x, kernel)
+    want = jax.grad(lambda x, w: (conv_down_reference(x, w, stride) ** 2).sum(), argnums=(0, 1))(x, kernel)
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, atol=1e-5 * float(jnp.abs(r).max()))
+
+
+def test_space_to_depth_inverts_depth_to_space():
+    x = jnp.arange(2 * 4 * 6 * 3, dtype=jnp.float32).reshape(2, 4, 6, 3)
+    np.testing.assert_array_equal(depth_to_space(space_to_depth(x, 2), 2), x)
+
+
 @pytest.mark.parametrize("h,w,cin,cout,k", SHAPES)
 def test_custom_gradients_equal_autodiff_of_reference(h, w, cin, cout, k):
     x = jax.random.normal(jax.random.PRNGKey(2), (2, h, w, cin))
     kernel = jax.random.normal(jax.random.PRNGKey(3), (k, k, cin, cout))
     for fast, slow in [(conv_up, conv_transpose_reference), (conv_down, conv_down_reference)]:
+        got = jax.grad(_loss(fast), argnums=(0, 1))(x, kernel)
+        want = jax.grad(_loss(slow), argnums=(0, 1))(x, kernel)
+        for g, r in zip(got, want):
+            np.testing.assert_allclose(g, r, atol=1e-5 * float(jnp.abs(r).max()))
+
+
+# Wide enough for the per-phase forms (PHASE_MIN_CHANNELS) in conv_up/conv_down's passes.
+WIDE_SHAPES = [(6, 5, 16, 24, 5), (5, 7, 24, 16, 3), (3, 4, 16, 16, 5)]
+
+
+@pytest.mark.parametrize("h,w,cin,cout,k", SHAPES + WIDE_SHAPES)
+def test_phase_transposed_conv_equals_reference(h, w, cin, cout, k):
+    x = jax.random.normal(jax.random.PRNGKey(4), (2, h, w, cin))
+    kernel = jax.random.normal(jax.random.PRNGKey(5), (k, k, cin, cout))
+    fast = conv_transpose_phases(x, kernel, 2)
+    slow = conv_transpose_reference(x, kernel, 2)
+    assert fast.shape == (2, 2 * h, 2 * w, cout)
+    np.testing.assert_allclose(fast, slow, atol=2e-5 * float(jnp.abs(slow).max()))
+
+
+@pytest.mark.parametrize("h,w,cin,cout,k", WIDE_SHAPES)
+def test_custom_gradients_of_wide_layers_equal_autodiff_of_reference(h, w, cin, cout, k):
+    assert min(cin, cout) >= PHASE_MIN_CHANNELS
+    x = jax.random.normal(jax.random.PRNGKey(6), (2, h, w, cin))
+    kernel = jax.random.normal(jax.random.PRNGKey(7), (k, k, cin, cout))
+    for fast, slow in [(conv_up, conv_transpose_reference), (conv_down, conv_down_reference)]:
+        np.testing.assert_allclose(fast(x, kernel, 2), slow(x, kernel, 2),
+                                   atol=2e-5 * float(jnp.abs(slow(x, kernel, 2)).max()))
         got = jax.grad(_loss(fast), argnums=(0, 1))(x, kernel)
         want = jax.grad(_loss(slow), argnums=(0, 1))(x, kernel)
         for g, r in zip(got, want):

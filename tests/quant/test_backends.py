@@ -11,7 +11,7 @@ from jaxlic.quant import execute, reference
 from jaxlic.quant.codec import as_symbols
 from jaxlic.quant.lowering import lower_decoder
 
-from conftest import CASES, image_batch
+from conftest import CASES
 
 
 def _random_inputs(graph, rng, size=(5, 7)):

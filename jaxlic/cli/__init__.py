@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "jaxlic.cli.sandwich_cmds",
     "jaxlic.cli.secure_cmds",
     "jaxlic.cli.train_cmds",
+    "jaxlic.cli.watermark_cmds",
 )
 
 

@@ -56,6 +56,8 @@ def _meta_item(text: str) -> tuple[str, str]:
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
+    if args.role == "watermark":
+        return _watermark_keygen(args)
     private_path, public_path = Path(f"{args.prefix}.key"), Path(f"{args.prefix}.pub")
     if not args.force:
         for path in (private_path, public_path):
@@ -67,6 +69,18 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     print(f"{args.role} key ({_ROLES[args.role]}) fingerprint {fingerprint(key)}")
     print(f"private: {private_path} (mode 0600; keep it secret)")
     print(f"public:  {public_path} (share it)")
+    return 0
+
+
+def _watermark_keygen(args: argparse.Namespace) -> int:
+    from jaxlic.secure.watermark import WatermarkKey
+
+    if args.passphrase_env or args.ask_passphrase:
+        raise SecurityError("watermark keys are secrets stored with mode 0600; they take no passphrase")
+    key = WatermarkKey.generate()
+    path = key.save(f"{args.prefix}.wmkey", overwrite=args.force)
+    print(f"watermark key {key.fingerprint} ({key.owner_bits} owner bits, {key.user_bits} user bits)")
+    print(f"secret: {path} (mode 0600; keep it secret: it proves ownership and traces users)")
     return 0
 
 
@@ -104,9 +118,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `keygen`, `seal`, `open` and `inspect` to the `jaxlic` command."""
-    p = subparsers.add_parser("keygen", help="create an owner (signing) or recipient (decryption) key pair")
-    p.add_argument("role", choices=sorted(_ROLES), help="owner: Ed25519 signer; recipient: X25519 decrypter")
-    p.add_argument("prefix", help="writes PREFIX.key (private, 0600) and PREFIX.pub")
+    p = subparsers.add_parser("keygen", help="create an owner (signing) or recipient (decryption) key pair, "
+                                             "or a watermark key")
+    p.add_argument("role", choices=sorted(_ROLES) + ["watermark"],
+                   help="owner: Ed25519 signer; recipient: X25519 decrypter; watermark: a secret for jaxlic watermark")
+    p.add_argument("prefix", help="writes PREFIX.key (private, 0600) and PREFIX.pub; watermark: PREFIX.wmkey (0600)")
     p.add_argument("--force", action="store_true", help="replace existing key files")
     _add_passphrase_options(p)
     p.set_defaults(func=_cmd_keygen)

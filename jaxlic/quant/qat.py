@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +31,7 @@ from jaxlic.quant.fakequant import exp2i, round_ste
 from jaxlic.quant.lowering import Calibration, calibrate, lower_decoder
 from jaxlic.train.data import Batches, ImageSet
 from jaxlic.train.task import Task
-from jaxlic.train.terms import RateDistortion
+from jaxlic.train.terms import LossTerm, RateDistortion
 
 
 def _grid_medians(params: dict, exponents: np.ndarray) -> jax.Array:
@@ -48,6 +48,11 @@ class _FakeQuantDecoder:
         latent = "z" if hyper else "y"
         medians = _grid_medians(params, calibration[latent])
         self.y_medians, self.z_medians = (None, medians) if hyper else (medians, None)
+
+    def conv_weights(self) -> dict[str, jax.Array]:
+        """The integer-valued (straight-through) weights of every convolution op, by op name."""
+        return {op.name: self.graph.consts[op.consts["weight"]] for op in self.graph.ops
+                if op.kind in ("conv2d", "conv2d_transpose")}
 
     def _run(self, values: dict, outputs: list[str]) -> dict:
         return run_ops(self.graph.ops, self.graph.consts, values, outputs, "fake")
@@ -85,15 +90,19 @@ class _FloatDecoder:
 
 
 def make_forward(config: ModelConfig, calibration: Calibration, fake_quant: bool = True) -> Callable:
-    """`forward(params, batch, rng) -> outputs` for RateDistortion, decoder as described above."""
+    """`forward(params, batch, rng) -> outputs` for RateDistortion, decoder as described above.
+    With fake quantization the outputs also hold `integer_weights` (conv op name -> the
+    integer-valued weights the export will write), which watermarking reads."""
     model = build_model(config)
 
     def forward(params, batch, rng):
         bound = model.bind({"params": params}, rngs={"noise": rng})
         if fake_quant:
             decoder = _FakeQuantDecoder(config, params, calibration, model.hyper)
-        else:
-            decoder = _FloatDecoder(bound, params)
+            return run(bound, decoder, batch) | {"integer_weights": decoder.conv_weights()}
+        return run(bound, _FloatDecoder(bound, params), batch)
+
+    def run(bound, decoder, batch):
         y = bound.analysis(batch)
         if not model.hyper:
             _, y_likelihoods = bound.entropy_bottleneck(y, "noise")
@@ -120,11 +129,12 @@ def calibration_batches(folders: tuple[str, ...] = (), batches: int = 4, batch_s
 
 def qat_task(package_or_params: ModelPackage | dict, calibration: Calibration | None = None,
              config: ModelConfig | None = None, fake_quant: bool = True, metric: str = "mse",
-             calibration_data: tuple[str, ...] = ()) -> Task:
+             calibration_data: tuple[str, ...] = (), extra_terms: Sequence[LossTerm] = ()) -> Task:
     """Fine-tune a trained float model with its decoder fake-quantized; finalize writes the
     integer-mode package (`model.jxlm`). `fake_quant=False` fine-tunes the float control
     (same recipe, float decoder) into a float package. Without `calibration`, ranges come from
-    four batches of `calibration_data` (default: the built-in images)."""
+    four batches of `calibration_data` (default: the built-in images). `extra_terms` join the
+    RD term (e.g. the watermark: `jaxlic.secure.watermark.WatermarkTerm`)."""
     if isinstance(package_or_params, ModelPackage):
         config, params = package_or_params.config, package_or_params.params
     elif config is None:
@@ -141,6 +151,8 @@ def qat_task(package_or_params: ModelPackage | dict, calibration: Calibration | 
 
     description = {"task": "qat" if fake_quant else "finetune", "model": json.loads(config.to_json()),
                    "metric": metric, "calibration": calibration.to_json()}
+    if extra_terms:
+        description["extra_terms"] = [t.describe() if hasattr(t, "describe") else t.name for t in extra_terms]
     # A copy: the train step donates its state, which must not delete the caller's arrays.
     return Task(description, lambda _seed: jax.tree.map(jnp.array, params), make_forward(config, calibration, fake_quant),
-                [RateDistortion(config.lmbda, metric)], finalize)
+                [RateDistortion(config.lmbda, metric), *extra_terms], finalize)

@@ -24,7 +24,7 @@ from flax import traverse_util
 
 from jaxlic.entropy.coder import SymbolCoder
 from jaxlic.entropy.factorized import solve_quantiles, table_ranges
-from jaxlic.entropy.gaussian import default_scale_table, gaussian_table_pmfs
+from jaxlic.entropy.gaussian import SCALE_LEVELS, default_scale_table, gaussian_table_pmfs
 from jaxlic.entropy.tables import CodingTables
 from jaxlic.errors import ConfigError, IntegerizationError, PackageError
 from jaxlic.images import atomic_path
@@ -193,12 +193,14 @@ class Transforms:
             self.hyper_synthesis = bound("hyper_synthesis")
 
 
-def build_tables(config: ModelConfig, params: dict, quantiles: str = "solve") -> ModelPackage:
+def build_tables(config: ModelConfig, params: dict, quantiles: str = "solve",
+                 scale_levels: int = SCALE_LEVELS) -> ModelPackage:
     """Freeze a trained model into a package: integer coding tables built once.
 
     quantiles="solve" finds the factorized prior's quantiles exactly from its cumulative (for
     models trained without CompressAI's auxiliary loss); "keep" uses the stored ones (imported
-    CompressAI models, whose medians their bitstreams depend on).
+    CompressAI models, whose medians their bitstreams depend on). `scale_levels` sizes the
+    Gaussian scale table of hyperprior models (CompressAI uses 64).
     """
     if quantiles not in ("solve", "keep"):
         raise ConfigError(f"quantiles must be 'solve' or 'keep', got {quantiles!r}")
@@ -231,6 +233,6 @@ def build_tables(config: ModelConfig, params: dict, quantiles: str = "solve") ->
     }
     scale_table = None
     if model.hyper:
-        scale_table = default_scale_table()
+        scale_table = default_scale_table(levels=scale_levels)
         tables["gaussian"] = CodingTables.from_pmfs(*gaussian_table_pmfs(scale_table))
     return ModelPackage(config, params, tables, scale_table)

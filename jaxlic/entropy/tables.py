@@ -66,15 +66,30 @@ class CodingTables:
             raise PackageError("coding tables are inconsistent (corrupt model package?)")
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        """Flat arrays for a model package."""
-        return {f"{prefix}/freqs": self.freqs, f"{prefix}/lengths": self.lengths, f"{prefix}/offsets": self.offsets}
+        """Flat arrays for a model package: the rows without their zero padding, as uint16
+        (every frequency is below 2^16: a table has 2+ symbols of frequency >= 1)."""
+        rows = [self.freqs[t, :n] for t, n in enumerate(self.lengths)]
+        return {f"{prefix}/packed_freqs": np.concatenate(rows).astype(np.uint16),
+                f"{prefix}/lengths": self.lengths, f"{prefix}/offsets": self.offsets}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> "CodingTables":
         """Inverse of `to_arrays`, validated."""
         try:
-            tables = cls(arrays[f"{prefix}/freqs"], arrays[f"{prefix}/lengths"], arrays[f"{prefix}/offsets"])
+            lengths, offsets = arrays[f"{prefix}/lengths"], arrays[f"{prefix}/offsets"]
+            if f"{prefix}/freqs" in arrays:  # packages written before tables were packed
+                return cls._validated(arrays[f"{prefix}/freqs"], lengths, offsets)
+            packed = arrays[f"{prefix}/packed_freqs"]
         except KeyError as exc:
             raise PackageError(f"model package lacks coding table {exc.args[0]!r}") from None
+        if lengths.ndim != 1 or np.any(lengths < 2) or int(lengths.sum()) != packed.size:
+            raise PackageError("coding tables are inconsistent (corrupt model package?)")
+        freqs = np.zeros((lengths.size, int(lengths.max())), np.uint32)
+        freqs[np.arange(freqs.shape[1])[None] < lengths[:, None]] = packed
+        return cls._validated(freqs, lengths.astype(np.int32), offsets)
+
+    @classmethod
+    def _validated(cls, freqs: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> "CodingTables":
+        tables = cls(freqs, lengths, offsets)
         tables.validate()
         return tables

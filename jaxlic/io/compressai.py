@@ -20,6 +20,7 @@ import numpy as np
 from flax import traverse_util
 
 from jaxlic.codec import ModelPackage, build_tables
+from jaxlic.entropy.gaussian import COMPRESSAI_SCALE_LEVELS
 from jaxlic.errors import ConfigError, PackageError
 from jaxlic.models import ARCHITECTURES, ModelConfig, build_model, init_params, model_config
 from jaxlic.nn import ConvTranspose
@@ -118,7 +119,8 @@ def from_state_dict(state: Mapping[str, np.ndarray], arch: str, quality: int | N
         raise PackageError(
             f"state dict does not match {arch} (N={N}, M={M}): unexpected {unknown[:4]}, missing {missing[:4]}"
         )
-    return build_tables(config, traverse_util.unflatten_dict(params), quantiles="keep")
+    return build_tables(config, traverse_util.unflatten_dict(params), quantiles="keep",
+                        scale_levels=COMPRESSAI_SCALE_LEVELS)
 
 
 def import_compressai(path: str | Path, arch: str, quality: int | None = None) -> ModelPackage:

@@ -113,3 +113,18 @@ def test_inconsistent_tables_are_refused():
     broken = CodingTables(tables.freqs + 1, tables.lengths, tables.offsets)
     with pytest.raises(PackageError):
         broken.validate()
+
+
+def test_tables_are_stored_packed_and_read_back_exactly():
+    pmfs, tails, offsets = gaussian_table_pmfs(default_scale_table(levels=256))
+    tables = CodingTables.from_pmfs(pmfs, tails, offsets)
+    arrays = tables.to_arrays("t")
+    assert arrays["t/packed_freqs"].dtype == np.uint16 and arrays["t/packed_freqs"].size == tables.lengths.sum()
+    again = CodingTables.from_arrays(arrays, "t")
+    assert np.array_equal(again.freqs, tables.freqs) and np.array_equal(again.offsets, tables.offsets)
+    # Packages written before packing stored the zero-padded rows; they still load.
+    legacy = {"t/freqs": tables.freqs, "t/lengths": tables.lengths, "t/offsets": tables.offsets}
+    assert np.array_equal(CodingTables.from_arrays(legacy, "t").freqs, tables.freqs)
+    for bad in ({**arrays, "t/packed_freqs": arrays["t/packed_freqs"][:-1]}, {"t/lengths": tables.lengths}):
+        with pytest.raises(PackageError):
+            CodingTables.from_arrays(bad, "t")

@@ -113,12 +113,7 @@ class WatermarkKey:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "WatermarkKey":
-        try:
-            data = json.loads(Path(path).read_text())
-        except OSError as exc:
-            raise WatermarkError(f"cannot read watermark key {path}: {exc.strerror}") from None
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise WatermarkError(f"{path} is not a jaxlic watermark key (not JSON)") from None
+        data = _read_json(path, "watermark key", "a jaxlic watermark key")
         if not isinstance(data, dict) or data.get("format") != KEY_FORMAT:
             raise WatermarkError(f"{path} is not a jaxlic watermark key")
         if data.get("version") != KEY_VERSION:
@@ -128,6 +123,15 @@ class WatermarkKey:
                        int(data["positions_per_bit"]), float(data["margin"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise WatermarkError(f"{path}: malformed watermark key ({exc})") from None
+
+
+def _read_json(path: str | os.PathLike, what: str, expected: str):
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise WatermarkError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise WatermarkError(f"{path} is not {expected} (not JSON)") from None
 
 
 # -- carriers ---------------------------------------------------------------------------------
@@ -312,12 +316,7 @@ class TraceResult:
 
 def read_users(path: str | os.PathLike) -> dict[str, int]:
     """USERS.json: {"name": user id, ...} with distinct ids >= 1 (0 is the owner's own copy)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise WatermarkError(f"cannot read users file {path}: {exc.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise WatermarkError(f"{path} is not JSON (expected {{\"name\": user_id, ...}})") from None
+    data = _read_json(path, "users file", '{"name": user_id, ...}')
     if not isinstance(data, dict) or not data or not all(isinstance(v, int) and v >= 1 for v in data.values()):
         raise WatermarkError(f"{path}: expected a non-empty object {{\"name\": user_id >= 1, ...}}")
     if len(set(data.values())) != len(data):

@@ -16,33 +16,38 @@ from jaxlic.nn.gdn import PEDESTAL, effective, reparametrize
 SHAPES = [(8, 6, 3, 5, 5), (7, 9, 4, 3, 5), (5, 5, 2, 2, 3), (1, 1, 3, 2, 5), (6, 11, 2, 4, 7)]
 
 
-def _loss(fn):
-    return lambda x, w: (fn(x, w, 2) ** 2).sum()
+def _inputs(seed, h, w, cin, cout, k):
+    x = jax.random.normal(jax.random.PRNGKey(seed), (2, h, w, cin))
+    return x, jax.random.normal(jax.random.PRNGKey(seed + 1), (k, k, cin, cout))
+
+
+def _assert_same_values(fast, slow, shape):
+    assert fast.shape == slow.shape == shape
+    np.testing.assert_allclose(fast, slow, atol=2e-5 * float(jnp.abs(slow).max()))
+
+
+def _assert_same_gradients(fast, slow, x, kernel, stride=2):
+    """d/dx and d/dkernel of sum(conv(x, kernel)^2) agree between two forms."""
+    def grads(fn):
+        return jax.grad(lambda x, w: (fn(x, w, stride) ** 2).sum(), argnums=(0, 1))(x, kernel)
+    for g, r in zip(grads(fast), grads(slow)):
+        np.testing.assert_allclose(g, r, atol=1e-5 * float(jnp.abs(r).max()))
 
 
 @pytest.mark.parametrize("h,w,cin,cout,k", SHAPES)
 def test_subpixel_transposed_conv_equals_reference(h, w, cin, cout, k):
-    x = jax.random.normal(jax.random.PRNGKey(0), (2, h, w, cin))
-    kernel = jax.random.normal(jax.random.PRNGKey(1), (k, k, cin, cout))
-    fast = conv_transpose_subpixel(x, kernel, 2)
-    slow = conv_transpose_reference(x, kernel, 2)
-    assert fast.shape == (2, 2 * h, 2 * w, cout)
-    np.testing.assert_allclose(fast, slow, atol=2e-5 * float(jnp.abs(slow).max()))
+    x, kernel = _inputs(0, h, w, cin, cout, k)
+    _assert_same_values(conv_transpose_subpixel(x, kernel, 2), conv_transpose_reference(x, kernel, 2),
+                        (2, 2 * h, 2 * w, cout))
 
 
 @pytest.mark.parametrize("stride", [2, 4])
 @pytest.mark.parametrize("h,w,cin,cout,k", SHAPES)
 def test_space_to_depth_conv_equals_strided_conv(h, w, cin, cout, k, stride):
-    x = jax.random.normal(jax.random.PRNGKey(8), (2, h, w, cin))
-    kernel = jax.random.normal(jax.random.PRNGKey(9), (k, k, cin, cout))
-    fast = conv_down_space_to_depth(x, kernel, stride)
-    slow = conv_down_reference(x, kernel, stride)
-    assert fast.shape == slow.shape == (2, -(-h // stride), -(-w // stride), cout)
-    np.testing.assert_allclose(fast, slow, atol=2e-5 * float(jnp.abs(slow).max()))
-    got = jax.grad(lambda x, w: (conv_down_space_to_depth(x, w, stride) ** 2).sum(), argnums=(0, 1))(x, kernel)
-    want = jax.grad(lambda x, w: (conv_down_reference(x, w, stride) ** 2).sum(), argnums=(0, 1))(x, kernel)
-    for g, r in zip(got, want):
-        np.testing.assert_allclose(g, r, atol=1e-5 * float(jnp.abs(r).max()))
+    x, kernel = _inputs(8, h, w, cin, cout, k)
+    _assert_same_values(conv_down_space_to_depth(x, kernel, stride), conv_down_reference(x, kernel, stride),
+                        (2, -(-h // stride), -(-w // stride), cout))
+    _assert_same_gradients(conv_down_space_to_depth, conv_down_reference, x, kernel, stride)
 
 
 def test_space_to_depth_inverts_depth_to_space():
@@ -52,13 +57,9 @@ def test_space_to_depth_inverts_depth_to_space():
 
 @pytest.mark.parametrize("h,w,cin,cout,k", SHAPES)
 def test_custom_gradients_equal_autodiff_of_reference(h, w, cin, cout, k):
-    x = jax.random.normal(jax.random.PRNGKey(2), (2, h, w, cin))
-    kernel = jax.random.normal(jax.random.PRNGKey(3), (k, k, cin, cout))
+    x, kernel = _inputs(2, h, w, cin, cout, k)
     for fast, slow in [(conv_up, conv_transpose_reference), (conv_down, conv_down_reference)]:
-        got = jax.grad(_loss(fast), argnums=(0, 1))(x, kernel)
-        want = jax.grad(_loss(slow), argnums=(0, 1))(x, kernel)
-        for g, r in zip(got, want):
-            np.testing.assert_allclose(g, r, atol=1e-5 * float(jnp.abs(r).max()))
+        _assert_same_gradients(fast, slow, x, kernel)
 
 
 # Wide enough for the per-phase forms (PHASE_MIN_CHANNELS) in conv_up/conv_down's passes.
@@ -67,26 +68,19 @@ WIDE_SHAPES = [(6, 5, 16, 24, 5), (5, 7, 24, 16, 3), (3, 4, 16, 16, 5)]
 
 @pytest.mark.parametrize("h,w,cin,cout,k", SHAPES + WIDE_SHAPES)
 def test_phase_transposed_conv_equals_reference(h, w, cin, cout, k):
-    x = jax.random.normal(jax.random.PRNGKey(4), (2, h, w, cin))
-    kernel = jax.random.normal(jax.random.PRNGKey(5), (k, k, cin, cout))
-    fast = conv_transpose_phases(x, kernel, 2)
-    slow = conv_transpose_reference(x, kernel, 2)
-    assert fast.shape == (2, 2 * h, 2 * w, cout)
-    np.testing.assert_allclose(fast, slow, atol=2e-5 * float(jnp.abs(slow).max()))
+    x, kernel = _inputs(4, h, w, cin, cout, k)
+    _assert_same_values(conv_transpose_phases(x, kernel, 2), conv_transpose_reference(x, kernel, 2),
+                        (2, 2 * h, 2 * w, cout))
 
 
 @pytest.mark.parametrize("h,w,cin,cout,k", WIDE_SHAPES)
 def test_custom_gradients_of_wide_layers_equal_autodiff_of_reference(h, w, cin, cout, k):
     assert min(cin, cout) >= PHASE_MIN_CHANNELS
-    x = jax.random.normal(jax.random.PRNGKey(6), (2, h, w, cin))
-    kernel = jax.random.normal(jax.random.PRNGKey(7), (k, k, cin, cout))
+    x, kernel = _inputs(6, h, w, cin, cout, k)
     for fast, slow in [(conv_up, conv_transpose_reference), (conv_down, conv_down_reference)]:
-        np.testing.assert_allclose(fast(x, kernel, 2), slow(x, kernel, 2),
-                                   atol=2e-5 * float(jnp.abs(slow(x, kernel, 2)).max()))
-        got = jax.grad(_loss(fast), argnums=(0, 1))(x, kernel)
-        want = jax.grad(_loss(slow), argnums=(0, 1))(x, kernel)
-        for g, r in zip(got, want):
-            np.testing.assert_allclose(g, r, atol=1e-5 * float(jnp.abs(r).max()))
+        reference = slow(x, kernel, 2)
+        _assert_same_values(fast(x, kernel, 2), reference, reference.shape)
+        _assert_same_gradients(fast, slow, x, kernel)
 
 
 def test_transposed_conv_matches_scatter_definition():

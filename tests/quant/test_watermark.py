@@ -143,3 +143,7 @@ def test_bad_input_is_refused_with_typed_errors(marked, float_package, tmp_path,
     assert main(["watermark", "--model", str(float_package), "--key", str(tmp_path / "big.wmkey"),
                  "--out", str(out), *QAW]) == 2
     assert "carrier layers hold" in capsys.readouterr().err and not out.exists()
+    # A sealing key where a watermark key belongs.
+    assert main(["keygen", "owner", str(tmp_path / "owner")]) == 0
+    assert main(["verify", "--model", str(folder / "alice.jxlm"), "--key", str(tmp_path / "owner.key")]) == 2
+    assert "not a jaxlic watermark key" in capsys.readouterr().err

@@ -28,7 +28,8 @@ from pathlib import Path
 VARIANTS = {"float": "float/model.jxlm", "control": "control/model.jxlm", "ptq": "ptq.jxlm", "qat": "qat/model.jxlm",
             "qaw": "qaw/model.jxlm"}
 # (test kind, test variant, anchor kind, anchor variant); "*" = the same GDN kind as the row.
-COMPARISONS = (("*", "qaw", "*", "qat"), ("*", "qat", "*", "control"), ("*", "qat", "*", "float"), ("*", "ptq", "*", "float"),
+COMPARISONS = (("*", "qaw", "*", "qat"), ("*", "qat", "*", "control"), ("*", "qat", "*", "float"),
+               ("*", "ptq", "*", "float"),
                ("*", "control", "*", "float"), ("simplified", "control", "gdn", "control"),
                ("simplified", "qat", "gdn", "control"), ("simplified", "qat", "gdn", "qat"))
 

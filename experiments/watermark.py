@@ -100,8 +100,9 @@ def _with_weights(package, change):
 
     graph = package.integer
     constants = dict(graph.constants)
+    layers = integer_weights(package)
     for op in graph.ops:
-        if op.name in integer_weights(package):
+        if op.name in layers:
             w = constants[op.consts["weight"]].astype(np.float64)
             constants[op.consts["weight"]] = np.clip(np.round(change(w)), -127, 127).astype(np.int8)
     return dataclasses.replace(package, integer=dataclasses.replace(graph, constants=constants))

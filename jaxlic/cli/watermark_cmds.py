@@ -49,28 +49,33 @@ def _watermark(args: argparse.Namespace) -> int:
     key.carrier_positions(CarrierLayout.of_params(load(args.model).params))
     term = WatermarkTerm(key, args.user_id, args.strength)
     status = quantize(args, extra_terms=[term], from_integer=True)
-    _verify(argparse.Namespace(model=args.out, key=args.key, json=False, user_id=args.user_id))
+    _report(args.out, key, args.user_id)
     return status
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from jaxlic.codec import load
-    from jaxlic.secure.watermark import WatermarkKey, extract
+    from jaxlic.secure.watermark import WatermarkKey
 
-    key = WatermarkKey.load(args.key)
-    result = extract(load(args.model), key)
-    summary = result.summary()
-    if getattr(args, "user_id", None) is not None:
-        summary["ber"] = result.bit_error_rate(args.user_id)
-    if args.json:
+    return 0 if _report(args.model, WatermarkKey.load(args.key), as_json=args.json) else 1
+
+
+def _report(model: Path, key, user_id: int | None = None, as_json: bool = False) -> bool:
+    """Print what the model's integer weights say under `key` (with the BER for `user_id`);
+    True when the owner's watermark is there."""
+    from jaxlic.codec import load
+    from jaxlic.secure.watermark import extract
+
+    result = extract(load(model), key)
+    summary = result.summary() | ({"ber": result.bit_error_rate(user_id)} if user_id is not None else {})
+    if as_json:
         print(json.dumps(summary, indent=2))
     else:
         verdict = "watermark FOUND" if result.is_owner else "watermark not found"
-        print(f"{args.model}: {verdict} (key {key.fingerprint}): {result.owner_errors}/{key.owner_bits} owner-code "
+        print(f"{model}: {verdict} (key {key.fingerprint}): {result.owner_errors}/{key.owner_bits} owner-code "
               f"errors, accepted up to {result.owner_threshold}; chance for an unmarked model "
               f"{result.p_value:.1e}, false positive bound {result.false_positive_probability:.1e}"
-              + (f"; BER {summary['ber']:.4f} for user {args.user_id}" if "ber" in summary else ""))
-    return 0 if result.is_owner else 1
+              + (f"; BER {summary['ber']:.4f} for user {user_id}" if user_id is not None else ""))
+    return result.is_owner
 
 
 def _trace(args: argparse.Namespace) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +26,7 @@ from jaxlic.entropy.factorized import solve_quantiles, table_ranges
 from jaxlic.entropy.gaussian import SCALE_LEVELS, default_scale_table, gaussian_table_pmfs
 from jaxlic.entropy.tables import CodingTables
 from jaxlic.errors import ConfigError, IntegerizationError, PackageError
+from jaxlic.framing import frame, unframe
 from jaxlic.images import atomic_path
 from jaxlic.models import ModelConfig, build_model, init_params
 
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 
 MAGIC = b"JXLMPKG\0"
 VERSION = 1
-_PREFIX = struct.Struct("<8sHI")
-_DIGEST = 32
 
 
 @dataclass
@@ -98,10 +96,8 @@ class ModelPackage:
         header = {"config": json.loads(self.config.to_json()), "arrays": index}
         if self.integer is not None:
             header["integer"] = self.integer.spec()
-        header = json.dumps(header).encode()
-        body = _PREFIX.pack(MAGIC, VERSION, len(header)) + header + b"".join(blobs)
         with atomic_path(path) as tmp:
-            tmp.write_bytes(body + hashlib.sha256(body).digest())
+            tmp.write_bytes(frame(MAGIC, VERSION, json.dumps(header).encode(), b"".join(blobs)))
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelPackage":
@@ -115,21 +111,13 @@ class ModelPackage:
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "<bytes>") -> "ModelPackage":
         """Parse and verify package bytes."""
-        if len(data) < _PREFIX.size + _DIGEST or data[:8] != MAGIC:
-            raise PackageError(f"{name} is not a jaxlic model package")
-        _, version, header_len = _PREFIX.unpack_from(data)
-        if version != VERSION:
-            raise PackageError(f"{name}: package format version {version} is not supported (expected {VERSION})")
-        body, digest = data[:-_DIGEST], data[-_DIGEST:]
-        if hashlib.sha256(body).digest() != digest:
-            raise PackageError(f"{name}: checksum mismatch (truncated or corrupted package)")
+        header, body = unframe(data, MAGIC, VERSION, name, "jaxlic model package")
         try:
-            header = json.loads(body[_PREFIX.size : _PREFIX.size + header_len])
+            header = json.loads(header)
             config = ModelConfig.from_json(header["config"])
-            start = _PREFIX.size + header_len
             arrays = {
                 e["name"]: np.frombuffer(body, np.dtype(e["dtype"]), int(np.prod(e["shape"])),
-                                         start + e["offset"]).reshape(e["shape"]).copy()
+                                         e["offset"]).reshape(e["shape"]).copy()
                 for e in header["arrays"]
             }
         except (KeyError, TypeError, ValueError, ConfigError) as exc:

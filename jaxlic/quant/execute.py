@@ -104,10 +104,9 @@ def _int_op(op: Op, args: list[jax.Array], c: dict[str, jax.Array]) -> jax.Array
     if op.kind == "add_channel":
         return x.astype(jnp.int32) + c["addend"]
     if op.kind == "scale_index":
-        index = jnp.zeros(x.shape, jnp.int32)
-        for j in range(c["thresholds"].shape[1]):
-            index = index + (x > c["thresholds"][:, j]).astype(jnp.int32)
-        return index
+        # One fused compare-and-count (XLA does not materialize the thresholds axis), not one
+        # unrolled op per table scale.
+        return jnp.sum(x[..., None] > c["thresholds"], axis=-1, dtype=jnp.int32)
     raise AssertionError(f"validated graphs have no op {op.kind!r}")
 
 

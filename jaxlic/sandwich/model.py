@@ -16,7 +16,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,15 +25,15 @@ import numpy as np
 from flax import serialization
 
 from jaxlic.errors import BitstreamError, ConfigError, ImageError, ModelMismatchError, PackageError
+from jaxlic.framing import frame, unframe
 from jaxlic.images import atomic_path
 from jaxlic.sandwich.codecs import StandardCodec, make_codec
-from jaxlic.sandwich.networks import Processor, depth_to_space, space_to_depth
+from jaxlic.nn.conv import depth_to_space, space_to_depth
+from jaxlic.sandwich.networks import Processor
 from jaxlic.sandwich.scenarios import Scenario, get_scenario, natural_maps
 
 MAGIC = b"JXLSAND\0"
 VERSION = 1
-_PREFIX = struct.Struct("<8sHI")
-_DIGEST = 32
 COMMENT_TAG = b"jaxlic-sandwich "
 
 
@@ -227,10 +226,8 @@ class SandwichPackage:
 
     def save(self, path: str | Path) -> None:
         """Write the package atomically."""
-        header = self.config.to_json().encode()
-        body = _PREFIX.pack(MAGIC, VERSION, len(header)) + header + self._params_bytes
         with atomic_path(path) as tmp:
-            tmp.write_bytes(body + hashlib.sha256(body).digest())
+            tmp.write_bytes(frame(MAGIC, VERSION, self.config.to_json().encode(), self._params_bytes))
 
 
 def load_package(path: str | Path) -> SandwichPackage:
@@ -239,16 +236,9 @@ def load_package(path: str | Path) -> SandwichPackage:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise PackageError(f"{path}: cannot read sandwich package ({exc})") from exc
-    if len(data) < _PREFIX.size + _DIGEST or data[:8] != MAGIC:
-        raise PackageError(f"{path}: not a sandwich package (bad magic); train one with `jaxlic sandwich train`")
-    _, version, header_len = _PREFIX.unpack_from(data)
-    if version != VERSION:
-        raise PackageError(f"{path}: sandwich package version {version}, this jaxlic reads {VERSION}")
-    body, digest = data[:-_DIGEST], data[-_DIGEST:]
-    if hashlib.sha256(body).digest() != digest:
-        raise PackageError(f"{path}: checksum mismatch; the file is corrupt or truncated")
-    config = SandwichConfig.from_json(body[_PREFIX.size:_PREFIX.size + header_len].decode())
-    params = serialization.msgpack_restore(body[_PREFIX.size + header_len:])
+    header, body = unframe(data, MAGIC, VERSION, str(path), "sandwich package (train one with `jaxlic sandwich train`)")
+    config = SandwichConfig.from_json(header.decode())
+    params = serialization.msgpack_restore(body)
     return SandwichPackage(config, jax.tree_util.tree_map(jnp.asarray, params))
 
 

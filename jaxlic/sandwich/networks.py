@@ -18,23 +18,6 @@ import jax
 import jax.numpy as jnp
 
 
-def space_to_depth(x: jax.Array, s: int) -> jax.Array:
-    """(N, H, W, C) -> (N, H/s, W/s, s*s*C); channel (dy*s + dx)*C + c."""
-    if s == 1:
-        return x
-    n, h, w, c = x.shape
-    return x.reshape(n, h // s, s, w // s, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, h // s, w // s, s * s * c)
-
-
-def depth_to_space(x: jax.Array, s: int) -> jax.Array:
-    """The inverse of `space_to_depth`."""
-    if s == 1:
-        return x
-    n, h, w, sc = x.shape
-    c = sc // (s * s)
-    return x.reshape(n, h, w, s, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * s, w * s, c)
-
-
 def _act(x: jax.Array) -> jax.Array:
     return nn.leaky_relu(x, 0.1)
 

@@ -12,7 +12,8 @@ from jaxlic.eval.metrics import psnr
 from jaxlic.images import default_images
 from jaxlic.sandwich.jpeg import scan_start
 from jaxlic.sandwich.model import Sandwich, SandwichConfig, SandwichPackage, load_package, to_uint8
-from jaxlic.sandwich.networks import UNet, depth_to_space, space_to_depth
+from jaxlic.nn.conv import depth_to_space, space_to_depth
+from jaxlic.sandwich.networks import UNet
 from jaxlic.sandwich.scenarios import baseline_decode, baseline_encode, get_scenario, synthesize_high_bit_depth
 
 

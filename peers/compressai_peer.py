@@ -19,6 +19,11 @@ Subcommands (``python peers/compressai_peer.py SUBCOMMAND --help`` for all optio
           every parameter but the quantiles, aux Adam lr 1e-3 on the quantiles, loss
           lambda * 255^2 * MSE + bpp, gradient norm clipped at 1.0); ``--mode infer`` times
           g_s(g_a(x)) without gradients instead (JSON).
+  train   train FactorizedPrior(N, M) the same way on batches given as a uint8 .npy (so both
+          libraries see identical crops), on jaxlic's schedule (Adam, linear warm-up then cosine
+          decay to 5% of the peak, as optax.warmup_cosine_decay_schedule), optionally from a
+          state (fine-tunes); then ``update(force=True, update_quantiles=True)`` and, with
+          --eval-images, real compress/decompress of each image (bytes, 8-bit reconstruction).
 
 Calibration done by ``export`` (deterministic for a given --seed and --threads; CPU only):
   1. ``torch.manual_seed(seed)``, then the CompressAI constructor (its own random init).
@@ -473,21 +478,24 @@ def cmd_bench(args) -> None:
     print(json.dumps({k: result[k] for k in ("encode_s", "decode_s", "nbytes", "threads")}))
 
 
-def _train_step_fn(model, x, lmbda: float, clip: float):
-    """One step of CompressAI's examples/train.py (train_one_epoch's body) as a closure."""
+def _train_step_fn(model, lmbda: float, clip: float, lr: float = 1e-4, schedule=None):
+    """One step of CompressAI's examples/train.py (train_one_epoch's body): `step(x) -> loss`.
+
+    `schedule(t)` multiplies `lr` at optimizer step t (torch LambdaLR); None keeps it constant.
+    """
     torch = _torch()
     params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
-    optimizer = torch.optim.Adam(params, lr=1e-4)
+    optimizer = torch.optim.Adam(params, lr=lr)
     aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
-    n, _, h, w = x.shape
-    num_pixels = n * h * w
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule) if schedule else None
 
-    def step() -> float:
+    def step(x) -> float:
+        n, _, h, w = x.shape
         optimizer.zero_grad()
         aux_optimizer.zero_grad()
         out = model(x)
-        bpp = sum(torch.log(lik).sum() / (-math.log(2) * num_pixels)
+        bpp = sum(torch.log(lik).sum() / (-math.log(2) * n * h * w)
                   for lik in out["likelihoods"].values())
         mse = torch.nn.functional.mse_loss(out["x_hat"], x)
         loss = lmbda * 255**2 * mse + bpp
@@ -495,12 +503,28 @@ def _train_step_fn(model, x, lmbda: float, clip: float):
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
+        if scheduler:
+            scheduler.step()
         aux_loss = model.aux_loss()
         aux_loss.backward()
         aux_optimizer.step()
         return float(loss)
 
     return step
+
+
+def warmup_cosine(steps: int, warmup: int, end_fraction: float = 0.05) -> Callable[[int], float]:
+    """Learning-rate multiplier of optax.warmup_cosine_decay_schedule(0 or peak, peak, warmup,
+    max(steps, warmup + 1), end=end_fraction * peak), jaxlic's default schedule."""
+    decay = max(steps, warmup + 1) - warmup
+
+    def factor(t: int) -> float:
+        if t < warmup:
+            return t / warmup
+        cosine = 0.5 * (1 + math.cos(math.pi * min(t - warmup, decay) / decay))
+        return (1 - end_fraction) * cosine + end_fraction
+
+    return factor
 
 
 def cmd_bench_train(args) -> None:
@@ -518,7 +542,10 @@ def cmd_bench_train(args) -> None:
     x = torch.rand(args.batch, 3, height, width, generator=gen)
     if args.mode == "train":
         model.train()
-        step = _train_step_fn(model, x, args.lmbda, args.clip)
+        train_step = _train_step_fn(model, args.lmbda, args.clip)
+
+        def step() -> float:
+            return train_step(x)
     else:
         model.eval()
 
@@ -547,6 +574,79 @@ def cmd_bench_train(args) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(json.dumps(result, indent=1))
     print(json.dumps({k: result[k] for k in ("mode", "step_s", "all_s", "threads", "batch")}))
+
+
+def _evaluate(model, images: list[str]) -> dict:
+    """Compress and decompress each image for real: bytes, 8-bit reconstruction and times."""
+    torch = _torch()
+    out: dict = {}
+    with torch.no_grad():
+        for i, image in enumerate(images):
+            x0 = read_image(Path(image))
+            x, pad = pad_to_multiple(x0)
+            t0 = time.perf_counter()
+            enc = model.compress(x)
+            t1 = time.perf_counter()
+            dec = model.decompress(enc["strings"], enc["shape"])
+            t2 = time.perf_counter()
+            x_hat = crop(dec["x_hat"], pad)[0].clamp(0, 1).mul(255).round().to(torch.uint8)
+            out[f"{i}/name"] = np.asarray(Path(image).name)
+            out[f"{i}/nbytes"] = np.int64(sum(len(s[0]) for s in enc["strings"]))
+            out[f"{i}/x_hat"] = x_hat.permute(1, 2, 0).numpy()  # HWC uint8, original size
+            out[f"{i}/times"] = np.asarray([t1 - t0, t2 - t1])  # encode, decode seconds
+    out["num_images"] = np.int64(len(images))
+    return out
+
+
+def cmd_train(args) -> None:
+    """Train FactorizedPrior(N, M) on given batches, build its tables, optionally evaluate."""
+    torch = _torch()
+    if args.threads < 1 or args.steps < 1 or args.log_every < 1:
+        raise PeerError("--threads, --steps and --log-every must be >= 1")
+    batches = np.load(args.batches, mmap_mode="r")
+    if batches.dtype != np.uint8 or batches.ndim != 5 or batches.shape[-1] != 3:
+        raise PeerError(f"{args.batches}: expected uint8 (steps, batch, H, W, 3), got {batches.dtype} {batches.shape}")
+    if len(batches) < args.steps:
+        raise PeerError(f"{args.batches} holds {len(batches)} batches, fewer than --steps {args.steps}")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    from compressai.models import FactorizedPrior
+
+    if args.init_state:
+        model = FactorizedPrior.from_state_dict(load_state(Path(args.init_state)))
+    else:
+        model = FactorizedPrior(args.N, args.M)
+    model.train()
+    step = _train_step_fn(model, args.lmbda, args.clip, args.lr, warmup_cosine(args.steps, args.warmup))
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(out_dir / "metrics.jsonl", "w") as log:
+        for t in range(args.steps):
+            x = torch.from_numpy(np.array(batches[t])).permute(0, 3, 1, 2).float().div(255)
+            loss = step(x)
+            if not math.isfinite(loss):
+                raise PeerError(f"step {t} gave a non-finite loss")
+            if (t + 1) % args.log_every == 0 or t + 1 == args.steps:
+                elapsed = time.perf_counter() - start
+                log.write(json.dumps({"step": t + 1, "loss": loss, "elapsed_s": elapsed}) + "\n")
+                log.flush()
+                eta = elapsed / (t + 1) * (args.steps - t - 1)
+                print(f"step {t + 1}/{args.steps} loss {loss:.4f} ({elapsed / (t + 1):.3f} s/step, ETA {eta:.0f} s)",
+                      file=sys.stderr, flush=True)
+    train_s = time.perf_counter() - start
+    model.eval()
+    model.update(force=True, update_quantiles=True)
+    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    np.savez(out_dir / "state.npz", **state)
+    summary = {"N": model.N, "M": model.M, "steps": args.steps, "lmbda": args.lmbda, "lr": args.lr,
+               "warmup": args.warmup, "clip": args.clip, "seed": args.seed, "threads": args.threads,
+               "train_s": train_s, "versions": versions()}
+    if args.eval_images:
+        result = _evaluate(model, args.eval_images)
+        np.savez(out_dir / "eval.npz", **result)
+    (out_dir / "train.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps({"out": str(out_dir), "train_s": train_s}))
 
 
 def cmd_info(_args) -> None:
@@ -615,12 +715,30 @@ def _args_bench_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="bench .json (optional)")
 
 
+def _args_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batches", required=True, help="uint8 .npy of shape (steps, batch, H, W, 3)")
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--N", type=int, default=64)
+    p.add_argument("--M", type=int, default=96)
+    p.add_argument("--init-state", default=None, help="start from this state .npz (a fine-tune)")
+    p.add_argument("--lmbda", type=float, required=True)
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
+    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps before the cosine decay")
+    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: none)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--eval-images", nargs="*", default=[], help="compress/decompress these after training")
+    p.add_argument("--out", required=True, help="directory: state.npz, metrics.jsonl, train.json, eval.npz")
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "info": ("print versions as JSON", lambda p: None, cmd_info),
     "export": ("export a calibrated random model", _args_export, cmd_export),
     "run": ("forward/compress/decompress images", _args_run, cmd_run),
     "bench": ("time compress/decompress on CPU", _args_bench, cmd_bench),
     "bench-train": ("time a FactorizedPrior train step on CPU", _args_bench_train, cmd_bench_train),
+    "train": ("train FactorizedPrior on given batches (and evaluate)", _args_train, cmd_train),
 }
 
 

@@ -78,3 +78,37 @@ def test_bad_input_is_a_clear_error(tmp_path):
     with pytest.raises(PeerCallError, match="state file not found"):
         run_peer(["run", "--arch", "bmshj2018-factorized", "--state", tmp_path / "missing.npz",
                   "--images", tmp_path / "none.png", "--out", tmp_path / "r.npz"], timeout=120)
+
+
+def _batches_file(path, steps: int = 3, batch: int = 2, size: int = 32):
+    rng = np.random.default_rng(1)
+    np.save(path, rng.integers(0, 256, (steps, batch, size, size, 3), dtype=np.uint8))
+    return path
+
+
+def test_train_learns_builds_tables_and_codes_real_bytes(tmp_path):
+    batches = _batches_file(tmp_path / "batches.npy")
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 72, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    out = tmp_path / "run"
+    args = ["train", "--batches", batches, "--steps", 3, "--N", N, "--M", M, "--lmbda", 0.01,
+            "--lr", 1e-3, "--warmup", 1, "--log-every", 1, "--out", out, "--eval-images", tmp_path / "a.png"]
+    run_peer_json(args, timeout=300)
+    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in log)
+    assert json.loads((out / "train.json").read_text())["steps"] == 3
+    state = np.load(out / "state.npz")
+    assert state["g_a.0.weight"].shape == (N, 3, 5, 5)
+    result = np.load(out / "eval.npz")
+    assert int(result["num_images"]) == 1 and str(result["0/name"]) == "a.png"
+    assert result["0/x_hat"].shape == (40, 72, 3) and result["0/x_hat"].dtype == np.uint8
+    assert int(result["0/nbytes"]) > 0
+    # a fine-tune starts from the saved state
+    run_peer_json(["train", "--batches", batches, "--steps", 1, "--lmbda", 0.02, "--init-state",
+                   out / "state.npz", "--out", tmp_path / "ft"], timeout=300)
+    assert np.load(tmp_path / "ft" / "state.npz")["g_a.0.weight"].shape == (N, 3, 5, 5)
+
+
+def test_train_rejects_too_few_batches(tmp_path):
+    batches = _batches_file(tmp_path / "batches.npy", steps=2)
+    with pytest.raises(PeerCallError, match="fewer than --steps"):
+        run_peer(["train", "--batches", batches, "--steps", 5, "--lmbda", 0.01, "--out", tmp_path / "r"], timeout=120)

@@ -73,17 +73,21 @@ def make_train_step(
     return jax.jit(train_step, donate_argnums=0)
 
 
+def make_schedule(learning_rate: float, steps: int, warmup: int = 0, decay: str = "cosine") -> optax.Schedule:
+    """Constant, or linear warm-up to `learning_rate` then cosine decay to 5% of it at `steps`."""
+    if decay == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0 if warmup else learning_rate, learning_rate, warmup, max(steps, warmup + 1),
+            end_value=learning_rate * 0.05,
+        )
+    if decay == "constant":
+        return optax.constant_schedule(learning_rate)
+    raise ConfigError(f"decay must be 'cosine' or 'constant', got {decay!r}")
+
+
 def make_optimizer(
     learning_rate: float, steps: int, clip_norm: float = 1.0, warmup: int = 0, decay: str = "cosine",
 ) -> optax.GradientTransformation:
     """Adam with global-norm gradient clipping and a constant or warmup-cosine schedule."""
-    if decay == "cosine":
-        schedule = optax.warmup_cosine_decay_schedule(
-            0.0 if warmup else learning_rate, learning_rate, warmup, max(steps, warmup + 1),
-            end_value=learning_rate * 0.05,
-        )
-    elif decay == "constant":
-        schedule = optax.constant_schedule(learning_rate)
-    else:
-        raise ConfigError(f"decay must be 'cosine' or 'constant', got {decay!r}")
+    schedule = make_schedule(learning_rate, steps, warmup, decay)
     return optax.chain(optax.clip_by_global_norm(clip_norm), optax.adam(schedule))

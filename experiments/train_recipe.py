@@ -138,7 +138,7 @@ def train_compressai(args: argparse.Namespace, kodak: list[Path]) -> dict[str, f
                        "--threads", args.threads, "--out", run_dir, "--eval-images", *kodak]
             if quality != args.base_quality:
                 command += ["--init-state", args.out / "compressai" / f"q{args.base_quality}" / "state.npz"]
-            run_peer_json(command, timeout=6 * 3600)
+            run_peer_json(command, timeout=6 * 3600, show_progress=True)
         seconds[f"q{quality}"] = json.loads((run_dir / "train.json").read_text())["train_s"]
         print(f"compressai q{quality}: {steps} steps in {seconds[f'q{quality}']:.0f} s", flush=True)
     return seconds

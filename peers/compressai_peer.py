@@ -603,7 +603,12 @@ def cmd_train(args) -> None:
     torch = _torch()
     if args.threads < 1 or args.steps < 1 or args.log_every < 1:
         raise PeerError("--threads, --steps and --log-every must be >= 1")
-    batches = np.load(args.batches, mmap_mode="r")
+    if not Path(args.batches).is_file():
+        raise PeerError(f"batches file not found: {args.batches}")
+    try:
+        batches = np.load(args.batches, mmap_mode="r")
+    except ValueError as err:
+        raise PeerError(f"{args.batches} is not a .npy array: {err}") from err
     if batches.dtype != np.uint8 or batches.ndim != 5 or batches.shape[-1] != 3:
         raise PeerError(f"{args.batches}: expected uint8 (steps, batch, H, W, 3), got {batches.dtype} {batches.shape}")
     if len(batches) < args.steps:

@@ -79,13 +79,18 @@ def _peer_env() -> dict[str, str]:
     return env
 
 
-def run_peer(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run `python peers/compressai_peer.py *args` in the peer env; raise PeerCallError on failure."""
+def run_peer(args: list[str], timeout: float = 600, show_progress: bool = False) -> subprocess.CompletedProcess:
+    """Run `python peers/compressai_peer.py *args` in the peer env; raise PeerCallError on failure.
+
+    With `show_progress`, the peer's stderr (its progress lines) goes straight to ours instead
+    of being captured, for long runs.
+    """
     python = require_peer()
     cmd = [str(python), str(PEER_SCRIPT), *[str(a) for a in args]]
     try:
         proc = subprocess.run(
-            cmd, cwd=REPO_ROOT, env=_peer_env(), capture_output=True, text=True,
+            cmd, cwd=REPO_ROOT, env=_peer_env(), stdout=subprocess.PIPE,
+            stderr=None if show_progress else subprocess.PIPE, text=True,
             timeout=timeout, stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as err:
@@ -97,17 +102,17 @@ def run_peer(args: list[str], timeout: float = 600) -> subprocess.CompletedProce
     if proc.returncode != 0:
         raise PeerCallError(
             f"peer failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-            f"stderr:\n{proc.stderr[-4000:]}\nstdout:\n{proc.stdout[-1000:]}"
+            f"stderr:\n{(proc.stderr or '(shown above)')[-4000:]}\nstdout:\n{proc.stdout[-1000:]}"
         )
     return proc
 
 
-def run_peer_json(args: list[str], timeout: float = 600) -> Any:
+def run_peer_json(args: list[str], timeout: float = 600, show_progress: bool = False) -> Any:
     """run_peer, then parse the JSON summary the peer prints as its last stdout line."""
-    proc = run_peer(args, timeout)
+    proc = run_peer(args, timeout, show_progress)
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     if not lines:
-        raise PeerCallError(f"peer printed nothing on stdout for {args}; stderr:\n{proc.stderr[-2000:]}")
+        raise PeerCallError(f"peer printed nothing on stdout for {args}; stderr:\n{(proc.stderr or '')[-2000:]}")
     try:
         return json.loads(lines[-1])
     except json.JSONDecodeError as err:

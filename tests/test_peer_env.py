@@ -112,3 +112,13 @@ def test_train_rejects_too_few_batches(tmp_path):
     batches = _batches_file(tmp_path / "batches.npy", steps=2)
     with pytest.raises(PeerCallError, match="fewer than --steps"):
         run_peer(["train", "--batches", batches, "--steps", 5, "--lmbda", 0.01, "--out", tmp_path / "r"], timeout=120)
+
+
+def test_train_reports_missing_or_corrupt_batches(tmp_path):
+    with pytest.raises(PeerCallError, match="batches file not found"):
+        run_peer(["train", "--batches", tmp_path / "none.npy", "--steps", 1, "--lmbda", 0.01, "--out", tmp_path / "r"],
+                 timeout=120)
+    (tmp_path / "bad.npy").write_bytes(b"not an array")
+    with pytest.raises(PeerCallError, match="is not a .npy array"):
+        run_peer(["train", "--batches", tmp_path / "bad.npy", "--steps", 1, "--lmbda", 0.01, "--out", tmp_path / "r"],
+                 timeout=120)

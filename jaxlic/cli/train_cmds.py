@@ -10,10 +10,12 @@ def register(subparsers) -> None:
     from jaxlic.models import ARCHITECTURES
 
     p = subparsers.add_parser("train", help="train a zoo model into a package (resumes if --out has a run)")
-    p.add_argument("--model", default="bmshj2018-factorized", choices=list(ARCHITECTURES))
+    p.add_argument("--model", default=None, choices=list(ARCHITECTURES), help="default: bmshj2018-factorized")
     p.add_argument("--quality", type=int, default=3)
-    p.add_argument("--width", type=float, default=1.0, help="scales N and M together")
-    p.add_argument("--gdn", default="gdn", choices=["gdn", "simplified"])
+    p.add_argument("--width", type=float, default=None, help="scales N and M together (default 1.0)")
+    p.add_argument("--gdn", default=None, choices=["gdn", "simplified"], help="default: gdn")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this package's parameters and architecture (e.g. a fine-tune to another quality)")
     p.add_argument("--metric", default="mse", choices=["mse", "ms-ssim"])
     p.add_argument("--lambda", dest="lmbda", type=float, default=None, help="default: the zoo's lambda")
     p.add_argument("--data", type=Path, action="append", default=[], help="image folder (repeatable); default: built-in images")
@@ -21,7 +23,9 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--warmup", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
+    p.add_argument("--decay", default="cosine", choices=["cosine", "constant"], help="after warm-up: cosine to 5%% of --lr, or constant")
+    p.add_argument("--clip-norm", type=float, default=1.0, help="global gradient-norm clip")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, metrics.jsonl, model.jxlm)")
@@ -40,22 +44,45 @@ def register(subparsers) -> None:
     p.set_defaults(func=_demo)
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train_model(args: argparse.Namespace):
+    """(model config, initial params or None): from the zoo, or from --init's package."""
     import dataclasses
 
+    from jaxlic.errors import ConfigError
     from jaxlic.models import model_config
+
+    if args.init is None:
+        model = model_config(args.model or "bmshj2018-factorized", args.quality,
+                             1.0 if args.width is None else args.width, args.gdn or "gdn")
+        params = None
+    else:
+        from jaxlic.codec import load
+
+        package = load(args.init)
+        base = package.config
+        given = {"--model": (args.model, base.arch), "--width": (args.width, base.width), "--gdn": (args.gdn, base.gdn)}
+        clashes = [f"{flag} {mine} (the package has {theirs})" for flag, (mine, theirs) in given.items()
+                   if mine is not None and mine != theirs]
+        if clashes:
+            raise ConfigError(f"--init {args.init} fixes the architecture; drop " + ", ".join(clashes))
+        zoo_lambda = model_config(base.arch, args.quality).lmbda
+        model, params = dataclasses.replace(base, quality=args.quality, lmbda=zoo_lambda), package.params
+    if args.lmbda is not None:
+        model = dataclasses.replace(model, lmbda=args.lmbda)
+    return model, params
+
+
+def _train(args: argparse.Namespace) -> int:
     from jaxlic.train.loop import TrainConfig, Trainer
     from jaxlic.train.task import codec_task
 
     config = TrainConfig(
         data=tuple(str(d) for d in args.data), steps=args.steps, batch_size=args.batch_size,
-        crop=args.crop, learning_rate=args.lr, warmup=args.warmup, seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
+        crop=args.crop, learning_rate=args.lr, warmup=args.warmup, decay=args.decay,
+        clip_norm=args.clip_norm, seed=args.seed, checkpoint_every=args.checkpoint_every,
     )
-    model = model_config(args.model, args.quality, args.width, args.gdn)
-    if args.lmbda is not None:
-        model = dataclasses.replace(model, lmbda=args.lmbda)
-    Trainer(config, codec_task(model, args.metric), args.out).run()
+    model, initial = _train_model(args)
+    Trainer(config, codec_task(model, args.metric, initial_params=initial), args.out).run()
     print(f"wrote {args.out / 'model.jxlm'}")
     return 0
 

@@ -44,6 +44,11 @@ class TrainConfig:
             raise ConfigError("steps and batch_size must be >= 1 and crop >= 16")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("checkpoint_every and log_every must be >= 1")
+        if not (self.learning_rate > 0 and self.clip_norm > 0 and self.warmup >= 0):
+            raise ConfigError(f"learning_rate and clip_norm must be > 0 and warmup >= 0, got "
+                              f"{self.learning_rate}, {self.clip_norm}, {self.warmup}")
+        if self.decay not in ("cosine", "constant"):
+            raise ConfigError(f"decay must be 'cosine' or 'constant', got {self.decay!r}")
 
 
 class Trainer:

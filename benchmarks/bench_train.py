@@ -13,7 +13,10 @@ Sizes: small = batch 8 x 128 x 128, N=64, M=96; big = 16 x 256 x 256, N=128, M=1
 Inference: g_s(g_a(x)) on one 768 x 512 image (N=128, M=192), without gradients.
 
 The machine is shared, so each size runs in interleaved rounds (peer, then jaxlic, `--rounds`
-times); warm-up steps (and jaxlic's one-time jit compile, reported separately) are excluded;
+times); warm-up steps (and jaxlic's one-time jit compile, reported separately) are excluded.
+torch needs about ten steps to reach its steady speed (with 2 warm-up steps the small case
+read 0.27-0.39 s per CompressAI step, against 0.16-0.18 s after 20 and 0.18 s over a
+3000-step run), hence the default of 10 warm-up steps per round and side;
 step time = median over all timed steps of all rounds; the spread is the range of the per-round
 ratios. The load average is recorded before and after each round: ratios taken under load are
 not comparable (torch's OpenMP threads degrade far more than XLA's under contention).
@@ -164,8 +167,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", nargs="+", default=["small", "big", "infer"],
                         choices=["small", "big", "infer"])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved peer/jaxlic rounds")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per round and side")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per round and side")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round and side")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps per round and side")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (jaxlic: XLA's pool)")
     parser.add_argument("--out", default=str(REPO / "out" / "benchmarks" / "bench_train.json"))
     args = parser.parse_args(argv)

@@ -3,6 +3,9 @@ the same way.
 
     python experiments/train_recipe.py --data ../shared/data/train --kodak ../shared/data/kodak \
         --out runs/recipe [--only jaxlic|compressai|report]
+    # the same recipe, longer, jaxlic only (report without a CompressAI curve):
+    python experiments/train_recipe.py ... --out runs/recipe-long --steps 7000 --lambda-steps 1500 --only jaxlic
+    python experiments/train_recipe.py ... --out runs/recipe-long --steps 7000 --lambda-steps 1500 --only report
 
 The recipe (bmshj2018-factorized at width 0.5, i.e. N=64, M=96; batch 8 of 128x128 crops;
 Adam with global-norm clipping at 1.0; rate + lambda * 255^2 * MSE with CompressAI's lambdas):
@@ -179,10 +182,12 @@ def report(args: argparse.Namespace, train_seconds: dict) -> dict:
     description = (f"width {args.width}; base q{args.base_quality} {args.steps} steps, "
                    f"fine-tunes {args.lambda_steps} steps; batch {args.batch_size}x{args.crop}^2")
     ours = make_record(f"jaxlic {ARCH}", description, eval_jaxlic(args, images), args.qualities)
-    peer = make_record(f"CompressAI {ARCH}", description, eval_compressai(args, images), args.qualities)
+    trained_peer = all((args.out / "compressai" / f"q{q}" / "eval.npz").is_file() for q in args.qualities)
+    peer = make_record(f"CompressAI {ARCH}", description, eval_compressai(args, images), args.qualities) if trained_peer else None
     jpeg = make_record("JPEG (Pillow)", "4:2:0", codecs.sweep("jpeg", images, JPEG_QUALITIES), JPEG_QUALITIES)
-    save_results(args.out / "results.json", [ours, peer, jpeg])
-    plot_rd([ours, peer, jpeg], args.out / "rd.png", metrics=("psnr-rgb", "ms-ssim-rgb"),
+    records = [r for r in (ours, peer, jpeg) if r is not None]
+    save_results(args.out / "results.json", records)
+    plot_rd(records, args.out / "rd.png", metrics=("psnr-rgb", "ms-ssim-rgb"),
             references=[reference_curve("bmshj2018-factorized")], title=f"Kodak ({len(images)} images)")
 
     def bd(test, anchor) -> dict:
@@ -195,16 +200,19 @@ def report(args: argparse.Namespace, train_seconds: dict) -> dict:
     summary = {
         "recipe": vars(args) | {"data": list(map(str, args.data)), "kodak": str(args.kodak), "out": str(args.out)},
         "train_seconds": train_seconds,
-        "jaxlic": ours["results"], "compressai": peer["results"],
-        "jaxlic_vs_jpeg": bd(ours, jpeg), "compressai_vs_jpeg": bd(peer, jpeg),
-        "jaxlic_vs_compressai": bd(ours, peer),
+        "jaxlic": ours["results"], "jaxlic_vs_jpeg": bd(ours, jpeg),
     }
+    if peer is not None:
+        summary |= {"compressai": peer["results"], "compressai_vs_jpeg": bd(peer, jpeg),
+                    "jaxlic_vs_compressai": bd(ours, peer)}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    print(f"\n{'quality':>7s} {'jaxlic bpp':>10s} {'PSNR':>7s} {'CompressAI bpp':>14s} {'PSNR':>7s}")
-    for i, q in enumerate(args.qualities):
-        print(f"{q:7d} {ours['results']['bpp'][i]:10.4f} {ours['results']['psnr-rgb'][i]:7.2f} "
-              f"{peer['results']['bpp'][i]:14.4f} {peer['results']['psnr-rgb'][i]:7.2f}")
-    for key in ("jaxlic_vs_jpeg", "compressai_vs_jpeg", "jaxlic_vs_compressai"):
+    print(f"\n{'curve':34s} {'quality':>7s} {'bpp':>7s} {'PSNR':>6s} {'MS-SSIM':>7s}")
+    for record in records[:-1]:
+        results = record["results"]
+        for i, q in enumerate(args.qualities):
+            print(f"{record['name']:34s} {q:7d} {results['bpp'][i]:7.4f} {results['psnr-rgb'][i]:6.2f} "
+                  f"{results['ms-ssim-rgb'][i]:7.4f}")
+    for key in ("jaxlic_vs_jpeg", "compressai_vs_jpeg", "jaxlic_vs_compressai")[:1 if peer is None else 3]:
         value = summary[key]
         print(f"{key:22s} " + (value["error"] if "error" in value else
                                f"BD-rate {value['bd_rate_percent']:+7.2f} %  BD-PSNR {value['bd_psnr_db']:+.3f} dB"))

@@ -600,7 +600,6 @@ def _evaluate(model, images: list[str]) -> dict:
 
 def cmd_train(args) -> None:
     """Train FactorizedPrior(N, M) on given batches, build its tables, optionally evaluate."""
-    torch = _torch()
     if args.threads < 1 or args.steps < 1 or args.log_every < 1:
         raise PeerError("--threads, --steps and --log-every must be >= 1")
     if not Path(args.batches).is_file():
@@ -613,6 +612,7 @@ def cmd_train(args) -> None:
         raise PeerError(f"{args.batches}: expected uint8 (steps, batch, H, W, 3), got {batches.dtype} {batches.shape}")
     if len(batches) < args.steps:
         raise PeerError(f"{args.batches} holds {len(batches)} batches, fewer than --steps {args.steps}")
+    torch = _torch()  # after the cheap checks: importing torch takes seconds
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     from compressai.models import FactorizedPrior

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxlic.codec import ModelPackage, compress, decompress
-from jaxlic.eval.evaluate import Evaluation, evaluate
-from jaxlic.images import list_images, read_image
+from jaxlic.codec import ModelPackage
+from jaxlic.eval.evaluate import Evaluation, evaluate_model
+from jaxlic.images import read_images
 from jaxlic.models.complexity import macs_per_pixel, param_count
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -20,7 +20,7 @@ KODAK = SHARED / "kodak"
 
 def kodak_images(folder: Path = KODAK) -> list[tuple[str, np.ndarray]]:
     """The evaluation images (never trained on)."""
-    return [(p.stem, read_image(p)) for p in list_images(folder)]
+    return read_images(folder)
 
 
 def evaluate_package(package: ModelPackage, images: list[tuple[str, np.ndarray]], cache: Path) -> dict:
@@ -29,7 +29,7 @@ def evaluate_package(package: ModelPackage, images: list[tuple[str, np.ndarray]]
         saved = json.loads(cache.read_text())
         if saved["fingerprint"] == package.fingerprint.hex() and saved["images"] == len(images):
             return saved
-    result: Evaluation = evaluate(lambda x: compress(package, x), lambda b: decompress(package, b), images)
+    result: Evaluation = evaluate_model(package, images)
     mse = np.mean([255.0**2 * 10 ** (-r.psnr / 10) for r in result.images])  # mean MSE on the 0..255 scale
     summary = {"fingerprint": package.fingerprint.hex(), "images": len(images), "bpp": result.bpp,
                "psnr": result.psnr, "ms_ssim": result.ms_ssim, "mse": float(mse)}

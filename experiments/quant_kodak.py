@@ -39,12 +39,12 @@ def evaluate_package(path: str, kodak: str, numpy_images: int) -> dict:
     import numpy as np
 
     from jaxlic.codec import compress, decompress, load
-    from jaxlic.eval.evaluate import evaluate
-    from jaxlic.images import list_images, read_image
+    from jaxlic.eval.evaluate import evaluate_model
+    from jaxlic.images import read_images
 
     package = load(path)
-    images = [(p.stem, read_image(p)) for p in list_images(kodak)]
-    result = evaluate(lambda x: compress(package, x), lambda b: decompress(package, b), images)
+    images = read_images(kodak)
+    result = evaluate_model(package, images)
     record = {"path": path, "bpp": result.bpp, "psnr": result.psnr, "ms_ssim": result.ms_ssim,
               "decode_time": result.mean("decode_time"), "integer": package.integer is not None,
               "per_image": [{"name": r.name, "bpp": r.bpp, "psnr": r.psnr} for r in result.images]}

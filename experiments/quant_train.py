@@ -16,20 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
+
+from timed_runs import train_run
 
 
 def _train(args, run_dir: Path, task, steps: int, lr: float, warmup: int = 0):
-    from jaxlic.train.loop import TrainConfig, Trainer
-
-    config = TrainConfig(data=tuple(map(str, args.data)), steps=steps, batch_size=args.batch_size, crop=args.crop,
-                         learning_rate=lr, warmup=warmup, seed=args.seed, checkpoint_every=max(steps // 4, 1),
-                         log_every=50)
-    start = time.time()
-    package = Trainer(config, task, run_dir, progress=False).run()
-    print(f"{run_dir}: {steps} steps in {time.time() - start:.0f} s", flush=True)
-    return package
+    return train_run(run_dir, task, data=tuple(map(str, args.data)), steps=steps, lr=lr, warmup=warmup,
+                     batch_size=args.batch_size, crop=args.crop, seed=args.seed)[0]
 
 
 def float_phase(args: argparse.Namespace) -> None:

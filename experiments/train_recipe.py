@@ -30,10 +30,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from timed_runs import train_run
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -54,12 +54,6 @@ def ordered_qualities(args: argparse.Namespace) -> list[int]:
     return [args.base_quality] + [q for q in args.qualities if q != args.base_quality]
 
 
-def kodak_images(folder: Path) -> list[tuple[str, np.ndarray]]:
-    from jaxlic.images import list_images, read_image
-
-    return [(p.stem, read_image(p)) for p in list_images(folder)]
-
-
 # ----------------------------------------------------------------------------- jaxlic
 
 
@@ -68,38 +62,30 @@ def train_jaxlic(args: argparse.Namespace, seconds: dict[str, float]) -> dict[st
     `seconds` for runs that were already finished)."""
     from jaxlic.codec import load
     from jaxlic.models import model_config
-    from jaxlic.train.loop import TrainConfig, Trainer
     from jaxlic.train.task import codec_task
 
     seconds = dict(seconds)
+    base = None  # the base model's package, which the fine-tunes start from
     for quality in ordered_qualities(args):
-        run_dir = args.out / "jaxlic" / f"q{quality}"
-        if (run_dir / "model.jxlm").is_file() and f"q{quality}" in seconds:
-            continue
-        steps, lr, warmup = recipe_steps(args, quality)
-        config = TrainConfig(data=tuple(map(str, args.data)), steps=steps, batch_size=args.batch_size,
-                             crop=args.crop, learning_rate=lr, warmup=warmup, seed=args.seed,
-                             checkpoint_every=max(steps // 4, 1), log_every=50)
-        start_params = None
-        if quality != args.base_quality:
-            start_params = load(args.out / "jaxlic" / f"q{args.base_quality}" / "model.jxlm").params
-        task = codec_task(model_config(ARCH, quality, args.width), initial_params=start_params)
-        start = time.perf_counter()
-        Trainer(config, task, run_dir).run()
-        seconds[f"q{quality}"] = time.perf_counter() - start
-        print(f"jaxlic q{quality}: {steps} steps in {seconds[f'q{quality}']:.0f} s", flush=True)
+        run_dir, name = args.out / "jaxlic" / f"q{quality}", f"q{quality}"
+        if (run_dir / "model.jxlm").is_file() and name in seconds:
+            package = load(run_dir / "model.jxlm")
+        else:
+            steps, lr, warmup = recipe_steps(args, quality)
+            task = codec_task(model_config(ARCH, quality, args.width), initial_params=None if base is None else base.params)
+            package, seconds[name] = train_run(run_dir, task, data=tuple(map(str, args.data)), steps=steps, lr=lr,
+                                               warmup=warmup, batch_size=args.batch_size, crop=args.crop,
+                                               seed=args.seed, progress=True)
+        if quality == args.base_quality:
+            base = package
     return seconds
 
 
 def eval_jaxlic(args: argparse.Namespace, images) -> list:
-    from jaxlic.codec import compress, decompress, load
-    from jaxlic.eval.evaluate import evaluate
+    from jaxlic.codec import load
+    from jaxlic.eval.evaluate import evaluate_model
 
-    evaluations = []
-    for quality in args.qualities:
-        package = load(args.out / "jaxlic" / f"q{quality}" / "model.jxlm")
-        evaluations.append(evaluate(lambda x: compress(package, x), lambda b: decompress(package, b), images))
-    return evaluations
+    return [evaluate_model(load(args.out / "jaxlic" / f"q{q}" / "model.jxlm"), images) for q in args.qualities]
 
 
 # ----------------------------------------------------------------------------- CompressAI
@@ -149,18 +135,18 @@ def train_compressai(args: argparse.Namespace, kodak: list[Path]) -> dict[str, f
 
 def eval_compressai(args: argparse.Namespace, images) -> list:
     """Evaluations from the peer's real bytes and 8-bit reconstructions."""
-    from jaxlic.eval.evaluate import Evaluation, ImageResult
-    from jaxlic.eval.metrics import ms_ssim, psnr
+    from jaxlic.eval.evaluate import Evaluation, measure
 
     evaluations = []
     for quality in args.qualities:
         results = []
         with np.load(args.out / "compressai" / f"q{quality}" / "eval.npz") as data:
             for i, (name, image) in enumerate(images):
-                x_hat, nbytes = data[f"{i}/x_hat"], int(data[f"{i}/nbytes"])
+                if Path(str(data[f"{i}/name"])).stem != name:
+                    raise RuntimeError(f"CompressAI's eval of q{quality} is not of {args.kodak}; delete it and re-run")
                 encode_s, decode_s = data[f"{i}/times"]
-                results.append(ImageResult(name, nbytes, 8.0 * nbytes / (image.shape[0] * image.shape[1]),
-                                           psnr(image, x_hat), ms_ssim(image, x_hat), float(encode_s), float(decode_s)))
+                results.append(measure(name, image, int(data[f"{i}/nbytes"]), data[f"{i}/x_hat"],
+                                       float(encode_s), float(decode_s)))
         evaluations.append(Evaluation(tuple(results)))
     return evaluations
 
@@ -175,10 +161,9 @@ def report(args: argparse.Namespace, train_seconds: dict) -> dict:
     from jaxlic.eval.plots import plot_rd
     from jaxlic.eval.reference_curves import reference_curve
     from jaxlic.eval.results import curve, make_record, save_results
-    from jaxlic.images import list_images
+    from jaxlic.images import read_images
 
-    images = kodak_images(args.kodak)
-    assert [n for n, _ in images] == [p.stem for p in list_images(args.kodak)]
+    images = read_images(args.kodak)
     description = (f"width {args.width}; base q{args.base_quality} {args.steps} steps, "
                    f"fine-tunes {args.lambda_steps} steps; batch {args.batch_size}x{args.crop}^2")
     ours = make_record(f"jaxlic {ARCH}", description, eval_jaxlic(args, images), args.qualities)

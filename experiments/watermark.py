@@ -26,10 +26,10 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from timed_runs import train_run
 
 GDN = "gdn"
 QUALITIES = (1, 2, 3, 4)
@@ -48,14 +48,7 @@ def _key(runs: Path):
 
 
 def _train(args, run_dir: Path, task, steps: int, lr: float, data: tuple[str, ...]):
-    from jaxlic.train.loop import TrainConfig, Trainer
-
-    config = TrainConfig(data=data, steps=steps, batch_size=8, crop=128, learning_rate=lr, seed=args.seed,
-                         checkpoint_every=max(steps // 4, 1), log_every=25)
-    start = time.time()
-    package = Trainer(config, task, run_dir, progress=False).run()
-    print(f"{run_dir}: {steps} steps in {time.time() - start:.0f} s", flush=True)
-    return package
+    return train_run(run_dir, task, data=data, steps=steps, lr=lr, seed=args.seed, log_every=25)[0]
 
 
 def _inputs(run: Path):

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxlic.codec import compress, decompress
 from jaxlic.eval import codecs
-from jaxlic.eval.evaluate import evaluate
+from jaxlic.eval.evaluate import evaluate_model
 from jaxlic.eval.plots import plot_rd
 from jaxlic.eval.reference_curves import reference_curve
 from jaxlic.eval.results import make_record, save_results
-from jaxlic.images import default_images, list_images, read_image
+from jaxlic.images import default_images, read_images
 from jaxlic.models import model_config
 from jaxlic.train.loop import TrainConfig, Trainer
 from jaxlic.train.task import codec_task
@@ -31,7 +30,7 @@ def demo_data(kodak_images: int) -> tuple[tuple[str, ...], list[tuple[str, np.nd
     """(training folders, evaluation images, description): shared data if present, else built-in."""
     train, kodak = SHARED / "train", SHARED / "kodak"
     if train.is_dir() and kodak.is_dir():
-        evaluation = [(p.stem, read_image(p)) for p in list_images(kodak)[:kodak_images]]
+        evaluation = read_images(kodak, kodak_images)
         return (str(train),), evaluation, f"Kodak ({len(evaluation)} images)"
     evaluation = [(n, a) for n, a in default_images() if n in HELD_OUT]
     return (), evaluation, "scikit-image held-out photos"
@@ -47,7 +46,7 @@ def run_demo(out: Path, steps: int, kodak_images: int = 6, progress: bool = True
           f"{folders[0] if folders else 'the built-in images'}; evaluating on {where}")
     package = Trainer(config, codec_task(model), out / "run", progress=progress).run()
 
-    learned = evaluate(lambda x: compress(package, x), lambda b: decompress(package, b), images)
+    learned = evaluate_model(package, images)
     jpeg = codecs.sweep("jpeg", images, JPEG_QUALITIES, progress=progress)
     learned_record = make_record(f"jaxlic {model.arch}", f"width {model.width}, {steps} steps", [learned])
     jpeg_record = make_record("JPEG (Pillow)", "4:2:0", jpeg, JPEG_QUALITIES)

@@ -229,6 +229,12 @@ def list_images(folder: PathLike, recursive: bool = True) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
+def read_images(folder: PathLike, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """The images under `folder` (the first `limit` of them) as (file stem, uint8 HxWx3), in
+    `list_images` order."""
+    return [(p.stem, read_image(p)) for p in list_images(folder)[:limit]]
+
+
 # scikit-image's bundled colour photographs of natural scenes that load without network.
 # Left out: cat (the same picture as chelsea), stereo_motorcycle's right view (nearly the left),
 # microscopy/medical (immunohistochemistry, retina), synthetic (colorwheel, logo), grayscale ones.

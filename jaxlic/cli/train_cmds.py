@@ -8,6 +8,7 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     from jaxlic.models import ARCHITECTURES
+    from jaxlic.train.step import DECAYS
 
     p = subparsers.add_parser("train", help="train a zoo model into a package (resumes if --out has a run)")
     p.add_argument("--model", default=None, choices=list(ARCHITECTURES), help="default: bmshj2018-factorized")
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
-    p.add_argument("--decay", default="cosine", choices=["cosine", "constant"], help="after warm-up: cosine to 5%% of --lr, or constant")
+    p.add_argument("--decay", default="cosine", choices=DECAYS, help="after warm-up: cosine to 5%% of --lr, or constant")
     p.add_argument("--clip-norm", type=float, default=1.0, help="global gradient-norm clip")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=500)
@@ -93,17 +94,15 @@ def _eval(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from jaxlic.codec import compress, decompress, load
-    from jaxlic.eval.evaluate import evaluate
+    from jaxlic.codec import load
+    from jaxlic.eval.evaluate import evaluate_model
     from jaxlic.eval.results import make_record, save_results
-    from jaxlic.images import list_images, read_image
+    from jaxlic.images import read_images
 
     package = load(args.model)
-    paths = list_images(args.data)
-    images = [(p.stem, read_image(p)) for p in paths]
+    images = read_images(args.data)
     with tqdm(total=len(images), desc="eval", unit="img") as bar:
-        result = evaluate(lambda x: compress(package, x), lambda b: decompress(package, b), images,
-                          on_image=lambda _: bar.update())
+        result = evaluate_model(package, images, on_image=lambda _: bar.update())
     record = make_record(args.name or package.config.arch, json.dumps(json.loads(package.config.to_json())), [result])
     record["per_image"] = [asdict(r) for r in result.images]
     if args.out:

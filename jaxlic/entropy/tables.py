@@ -68,8 +68,8 @@ class CodingTables:
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
         """Flat arrays for a model package: the rows without their zero padding, as uint16
         (every frequency is below 2^16: a table has 2+ symbols of frequency >= 1)."""
-        rows = [self.freqs[t, :n] for t, n in enumerate(self.lengths)]
-        return {f"{prefix}/packed_freqs": np.concatenate(rows).astype(np.uint16),
+        packed = self.freqs[_used(self.lengths, self.freqs.shape[1])]
+        return {f"{prefix}/packed_freqs": packed.astype(np.uint16),
                 f"{prefix}/lengths": self.lengths, f"{prefix}/offsets": self.offsets}
 
     @classmethod
@@ -85,7 +85,7 @@ class CodingTables:
         if lengths.ndim != 1 or np.any(lengths < 2) or int(lengths.sum()) != packed.size:
             raise PackageError("coding tables are inconsistent (corrupt model package?)")
         freqs = np.zeros((lengths.size, int(lengths.max())), np.uint32)
-        freqs[np.arange(freqs.shape[1])[None] < lengths[:, None]] = packed
+        freqs[_used(lengths, freqs.shape[1])] = packed
         return cls._validated(freqs, lengths.astype(np.int32), offsets)
 
     @classmethod
@@ -93,3 +93,8 @@ class CodingTables:
         tables = cls(freqs, lengths, offsets)
         tables.validate()
         return tables
+
+
+def _used(lengths: np.ndarray, width: int) -> np.ndarray:
+    """(tables, width) mask of the entries each table uses (its first `length`), row-major."""
+    return np.arange(width)[None] < lengths[:, None]

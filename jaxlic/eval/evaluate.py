@@ -60,6 +60,25 @@ def _check_image(name: str, image: np.ndarray) -> None:
         raise ImageError(f"{name}: expected uint8 HxWx3 RGB, got {image.dtype} {image.shape}")
 
 
+def measure(name: str, image: np.ndarray, num_bytes: int, decoded: np.ndarray,
+            encode_time: float, decode_time: float) -> ImageResult:
+    """The result of one image coded to `num_bytes` and decoded to `decoded` (uint8 HxWx3)."""
+    _check_image(name, image)
+    if decoded.shape != image.shape:
+        raise ImageError(f"{name}: decoded shape {decoded.shape} differs from the original {image.shape}")
+    _check_image(f"{name} (decoded)", decoded)
+    height, width = image.shape[:2]
+    return ImageResult(
+        name=name,
+        num_bytes=num_bytes,
+        bpp=8.0 * num_bytes / (height * width),
+        psnr=psnr(image, decoded),
+        ms_ssim=ms_ssim(image, decoded),
+        encode_time=encode_time,
+        decode_time=decode_time,
+    )
+
+
 def evaluate_image(
     name: str, image: np.ndarray, encode_fn: Callable[[np.ndarray], bytes], decode_fn: Callable[[bytes], np.ndarray]
 ) -> ImageResult:
@@ -70,19 +89,7 @@ def evaluate_image(
     encoded = time.perf_counter()
     decoded = np.asarray(decode_fn(data))
     finished = time.perf_counter()
-    if decoded.shape != image.shape:
-        raise ImageError(f"{name}: decoded shape {decoded.shape} differs from the original {image.shape}")
-    _check_image(f"{name} (decoded)", decoded)
-    height, width = image.shape[:2]
-    return ImageResult(
-        name=name,
-        num_bytes=len(data),
-        bpp=8.0 * len(data) / (height * width),
-        psnr=psnr(image, decoded),
-        ms_ssim=ms_ssim(image, decoded),
-        encode_time=encoded - start,
-        decode_time=finished - encoded,
-    )
+    return measure(name, image, len(data), decoded, encoded - start, finished - encoded)
 
 
 def evaluate(
@@ -101,3 +108,11 @@ def evaluate(
             on_image(result)
         results.append(result)
     return Evaluation(tuple(results))
+
+
+def evaluate_model(package, images: Sequence[NamedImage],
+                   on_image: Callable[[ImageResult], None] | None = None) -> Evaluation:
+    """`evaluate` of a learned model package: real bitstreams through `jaxlic.codec`."""
+    from jaxlic.codec import compress, decompress
+
+    return evaluate(lambda x: compress(package, x), lambda b: decompress(package, b), images, on_image)

@@ -156,12 +156,6 @@ class CarrierLayout:
         return cls.from_names({n: p["kernel"].shape for n, p in params.items()
                                if n.startswith(("g_s_", "h_s_")) and "kernel" in p})
 
-    @classmethod
-    def of_graph(cls, graph) -> "CarrierLayout":
-        """From an integer graph: its convolution ops that are model layers (not GDN pools)."""
-        return cls.from_names({op.name: graph.constants[op.consts["weight"]].shape for op in graph.ops
-                               if op.kind in CONV_KINDS and "." not in op.name})
-
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(n for n, _ in self.shapes)
@@ -285,7 +279,8 @@ class Extraction:
 
 
 def integer_weights(package) -> dict[str, np.ndarray]:
-    """The int8 convolution weights of an integer-mode package (or a bare IntegerGraph)."""
+    """The int8 weights of an integer-mode package's (or a bare IntegerGraph's) convolution ops
+    that are model layers (not GDN pools, whose op names have a dot)."""
     graph = getattr(package, "integer", package)
     if graph is None:
         raise WatermarkError("this model package has no integer weights; watermarks live in integer-mode "
@@ -296,9 +291,8 @@ def integer_weights(package) -> dict[str, np.ndarray]:
 
 def extract(package, key: WatermarkKey) -> Extraction:
     """Read the message bits from an integer-mode package's int8 weights."""
-    graph = getattr(package, "integer", package)
     weights = integer_weights(package)
-    p = projections(key, CarrierLayout.of_graph(graph), weights)
+    p = projections(key, CarrierLayout.from_names({n: w.shape for n, w in weights.items()}), weights)
     return Extraction((p > 0).astype(np.int8), p, key)
 
 

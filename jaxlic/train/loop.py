@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from jaxlic.errors import ConfigError
 from jaxlic.train.data import Batches, ImageSet
 from jaxlic.train.parallel import data_parallel
-from jaxlic.train.step import TrainState, init_state, make_optimizer, make_train_step
+from jaxlic.train.step import DECAYS, TrainState, init_state, make_optimizer, make_train_step
 from jaxlic.train.task import Task, describe
 
 
@@ -47,8 +47,8 @@ class TrainConfig:
         if not (self.learning_rate > 0 and self.clip_norm > 0 and self.warmup >= 0):
             raise ConfigError(f"learning_rate and clip_norm must be > 0 and warmup >= 0, got "
                               f"{self.learning_rate}, {self.clip_norm}, {self.warmup}")
-        if self.decay not in ("cosine", "constant"):
-            raise ConfigError(f"decay must be 'cosine' or 'constant', got {self.decay!r}")
+        if self.decay not in DECAYS:
+            raise ConfigError(f"decay must be one of {DECAYS}, got {self.decay!r}")
 
 
 class Trainer:

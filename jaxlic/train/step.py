@@ -73,6 +73,9 @@ def make_train_step(
     return jax.jit(train_step, donate_argnums=0)
 
 
+DECAYS = ("cosine", "constant")
+
+
 def make_schedule(learning_rate: float, steps: int, warmup: int = 0, decay: str = "cosine") -> optax.Schedule:
     """Constant, or linear warm-up to `learning_rate` then cosine decay to 5% of it at `steps`."""
     if decay == "cosine":
@@ -82,7 +85,7 @@ def make_schedule(learning_rate: float, steps: int, warmup: int = 0, decay: str 
         )
     if decay == "constant":
         return optax.constant_schedule(learning_rate)
-    raise ConfigError(f"decay must be 'cosine' or 'constant', got {decay!r}")
+    raise ConfigError(f"decay must be one of {DECAYS}, got {decay!r}")
 
 
 def make_optimizer(

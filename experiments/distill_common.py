@@ -10,17 +10,11 @@ import numpy as np
 
 from jaxlic.codec import ModelPackage
 from jaxlic.eval.evaluate import Evaluation, evaluate_model
-from jaxlic.images import read_images
 from jaxlic.models.complexity import macs_per_pixel, param_count
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TRAIN = SHARED / "train"
 KODAK = SHARED / "kodak"
-
-
-def kodak_images(folder: Path = KODAK) -> list[tuple[str, np.ndarray]]:
-    """The evaluation images (never trained on)."""
-    return read_images(folder)
 
 
 def evaluate_package(package: ModelPackage, images: list[tuple[str, np.ndarray]], cache: Path) -> dict:

@@ -19,9 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from distill_common import (  # noqa: E402
-    KODAK, TRAIN, complexity, evaluate_package, kodak_images, markdown_table, rd_loss, training_seconds,
+    KODAK, TRAIN, complexity, evaluate_package, markdown_table, rd_loss, training_seconds,
 )
 from jaxlic.eval.plots import plot_rd  # noqa: E402
+from jaxlic.images import read_images  # noqa: E402
 from jaxlic.eval.results import save_results, validate_results  # noqa: E402
 from jaxlic.models import model_config  # noqa: E402
 from jaxlic.train.distill import calibration_crops, distill_task, student_config  # noqa: E402
@@ -80,7 +81,7 @@ def main() -> None:
                     distill_task(teacher, width, calibration, args.latent_weight, args.output_weight))
             runs.append((kind, width, args.steps, train(student_train, task, run_dir), run_dir))
 
-    images = kodak_images(args.kodak)
+    images = read_images(args.kodak)  # evaluation only, never trained on
     lmbda = teacher.config.lmbda
     rows = []
     for kind, width, steps, package, run_dir in runs:

@@ -22,9 +22,10 @@ import jax
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from distill_common import (  # noqa: E402
-    KODAK, TRAIN, complexity, evaluate_package, kodak_images, markdown_table, rd_loss, training_seconds,
+    KODAK, TRAIN, complexity, evaluate_package, markdown_table, rd_loss, training_seconds,
 )
 from jaxlic.codec import build_tables, load  # noqa: E402
+from jaxlic.images import read_images  # noqa: E402
 from jaxlic.eval.plots import plot_rd  # noqa: E402
 from jaxlic.eval.results import save_results, validate_results  # noqa: E402
 from jaxlic.quant.prune import PruneSchedule, apply_masks, init_masks, prune_masks, prune_task, shrink  # noqa: E402
@@ -87,7 +88,7 @@ def main() -> None:
         run_dir = args.out / f"pruned_{fraction:g}"
         runs.append(("pruned+tuned", fraction, args.steps, Trainer(train, prune_task(original, schedule), run_dir).run(), run_dir))
 
-    images = kodak_images(args.kodak)
+    images = read_images(args.kodak)  # evaluation only, never trained on
     lmbda = original.config.lmbda
     base = complexity(original)["kmacs"]
     rows = []

@@ -67,3 +67,7 @@ class VTAScheduleError(VTAError, ValueError):
 
 class VTASimulationError(VTAError, RuntimeError):
     """The simulator hit a deadlock, an out-of-range access or a forbidden instruction."""
+
+
+class BundleError(VTAError, ValueError):
+    """A deployment bundle is corrupt, foreign, tampered with, or does not fit the bitstream."""

@@ -7,7 +7,7 @@ bits with any backend: XLA jitted or op by op, on any thread count, or the NumPy
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -16,12 +16,22 @@ from jaxlic.errors import ConfigError
 from jaxlic.quant import execute, reference
 from jaxlic.quant.export import check_integer_package
 
-Backend = Literal["jax", "jax-eager", "numpy"]
 BACKENDS = ("jax", "jax-eager", "numpy")
+
+
+class GraphRunner(Protocol):
+    """Another executor of the package's integer graph (e.g. a TVM-built deployment bundle)."""
+
+    def run(self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]: ...
+
+
+Backend = Literal["jax", "jax-eager", "numpy"] | GraphRunner
 
 
 def _run(package: ModelPackage, inputs: dict[str, np.ndarray], outputs: list[str], backend: Backend) -> dict:
     graph = check_integer_package(package)
+    if not isinstance(backend, str):
+        return backend.run(inputs, outputs)
     if backend == "numpy":
         return reference.run(graph, inputs, outputs)
     if backend in ("jax", "jax-eager"):

@@ -69,5 +69,9 @@ class VTASimulationError(VTAError, RuntimeError):
     """The simulator hit a deadlock, an out-of-range access or a forbidden instruction."""
 
 
+class VTADeviceError(VTAError, RuntimeError):
+    """A VTA device (board driver) is missing, misaddressed, or did not finish in time."""
+
+
 class BundleError(VTAError, ValueError):
     """A deployment bundle is corrupt, foreign, tampered with, or does not fit the bitstream."""

@@ -2,8 +2,14 @@
 
 Field widths that depend on the SRAM depths (micro-op begin/end, loop factors, micro-op indices)
 are derived from the config, so one encoder serves every configuration. Bit positions follow
-docs/vta.md (and the VTA spec): bit 0 is the least significant bit of the first little-endian
-64-bit word, no field straddles bit 64.
+the C bit-fields of tvm-vta's hw_spec.h (GCC/AAPCS packing of uint64_t fields): fields are laid
+out back to back from bit 0 of the first little-endian 64-bit word, and a field that would
+straddle bit 64 starts the second word instead. So a GEMM/ALU instruction keeps its first loop
+factors in word 0 when 2 * uop index bits + acc index bits <= 27 (small micro-op buffers).
+
+SHR reads its operand (immediate or ACC lane) as a signed 5-bit number on the FPGA, so the
+encoder refuses SHR immediates outside [-16, 15]; STORE has no padding, so pad fields on a
+STORE are refused by the encoder and the decoder.
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ MEM_SIZE_BITS = 16
 PAD_BITS = 4
 LOOP_ITER_BITS = 14
 ALU_IMM_BITS = 16
+WORD_BITS = 64
+# The HLS ALU reads a shift amount as ap_int<LOG_ACC_WIDTH>: 16..31 would be left shifts.
+SHR_MIN, SHR_MAX = -16, 15
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,14 +144,17 @@ class Field:
     signed: bool = False
 
 
-def _pack(names_widths: list[tuple[str, int, bool]], word: int, start: int) -> list[Field]:
-    """Lay fields out back to back from bit `start` of `word`; fail if they pass bit 64."""
-    fields, lo = [], start
+def _pack(names_widths: list[tuple[str, int, bool]]) -> list[Field]:
+    """C bit-field layout of 64-bit fields over two words: back to back, a field that would
+    straddle bit 64 starts word 1 (as GCC and the ARM AAPCS pack uint64_t bit-fields)."""
+    fields, position = [], 0
     for name, width, signed in names_widths:
-        fields.append(Field(name, word, lo, width, signed))
-        lo += width
-    if lo > 64:
-        raise VTAEncodingError(f"fields {[f.name for f in fields]} need {lo} bits of a 64-bit word")
+        if position // WORD_BITS != (position + width - 1) // WORD_BITS:
+            position = -(-position // WORD_BITS) * WORD_BITS
+        fields.append(Field(name, position // WORD_BITS, position % WORD_BITS, width, signed))
+        position += width
+    if position > 2 * WORD_BITS:
+        raise VTAEncodingError(f"fields {[f.name for f in fields]} need more than {2 * WORD_BITS} bits")
     return fields
 
 
@@ -159,20 +171,20 @@ class InstructionLayout:
                               config.wgt_index_bits, config.acc_index_bits)
         loop = [("reset", 1, False), ("uop_bgn", uop, False), ("uop_end", uop + 1, False),
                 ("iter_out", LOOP_ITER_BITS, False), ("iter_in", LOOP_ITER_BITS, False)]
-        self.mem = _pack(_HEADER + [("memory_type", MEMTYPE_BITS, False), ("sram_base", 16, False),
-                                    ("dram_base", DRAM_ADDR_BITS, False)], 0, 0) + _pack(
-            [("y_size", MEM_SIZE_BITS, False), ("x_size", MEM_SIZE_BITS, False),
-             ("x_stride", MEM_SIZE_BITS, False), ("y_pad_0", PAD_BITS, False), ("y_pad_1", PAD_BITS, False),
-             ("x_pad_0", PAD_BITS, False), ("x_pad_1", PAD_BITS, False)], 1, 0)
-        self.gemm = _pack(_HEADER + loop, 0, 0) + _pack(
-            [("dst_factor_out", acc, False), ("dst_factor_in", acc, False), ("src_factor_out", inp, False),
-             ("src_factor_in", inp, False), ("wgt_factor_out", wgt, False), ("wgt_factor_in", wgt, False)], 1, 0)
-        self.alu = _pack(_HEADER + loop, 0, 0) + _pack(
-            [("dst_factor_out", acc, False), ("dst_factor_in", acc, False), ("src_factor_out", acc, False),
-             ("src_factor_in", acc, False), ("alu_opcode", ALU_OPCODE_BITS, False), ("use_imm", 1, False),
-             ("imm", ALU_IMM_BITS, True)], 1, 0)
-        self.finish = _pack(_HEADER, 0, 0)
-        self.uop = _pack([("dst", acc, False), ("src", acc, False), ("wgt", wgt, False)], 0, 0)
+        self.mem = _pack(_HEADER + [
+            ("memory_type", MEMTYPE_BITS, False), ("sram_base", 16, False), ("dram_base", DRAM_ADDR_BITS, False),
+            ("y_size", MEM_SIZE_BITS, False), ("x_size", MEM_SIZE_BITS, False), ("x_stride", MEM_SIZE_BITS, False),
+            ("y_pad_0", PAD_BITS, False), ("y_pad_1", PAD_BITS, False), ("x_pad_0", PAD_BITS, False),
+            ("x_pad_1", PAD_BITS, False)])
+        self.gemm = _pack(_HEADER + loop + [
+            ("dst_factor_out", acc, False), ("dst_factor_in", acc, False), ("src_factor_out", inp, False),
+            ("src_factor_in", inp, False), ("wgt_factor_out", wgt, False), ("wgt_factor_in", wgt, False)])
+        self.alu = _pack(_HEADER + loop + [
+            ("dst_factor_out", acc, False), ("dst_factor_in", acc, False), ("src_factor_out", acc, False),
+            ("src_factor_in", acc, False), ("alu_opcode", ALU_OPCODE_BITS, False), ("use_imm", 1, False),
+            ("imm", ALU_IMM_BITS, True)])
+        self.finish = _pack(_HEADER)
+        self.uop = _pack([("dst", acc, False), ("src", acc, False), ("wgt", wgt, False)])
         uop_bits = sum(f.width for f in self.uop)
         if uop_bits > 32:
             raise VTAEncodingError(f"micro-op fields need {uop_bits} bits, more than 32")
@@ -209,12 +221,22 @@ def encode_instruction(insn: Instruction, layout: InstructionLayout, index: int 
     """One instruction as 16 little-endian bytes; raises VTAEncodingError on an oversize field."""
     if isinstance(insn, MemInsn) and insn.opcode not in (Opcode.LOAD, Opcode.STORE):
         raise VTAEncodingError(f"instruction {index}: a memory instruction must be LOAD or STORE, got {insn.opcode!r}")
-    if isinstance(insn, MemInsn) and insn.opcode == Opcode.STORE and insn.memory_type != MemType.OUT:
-        raise VTAEncodingError(f"instruction {index}: STORE supports memory type OUT only, got {insn.memory_type.name}")
+    if isinstance(insn, MemInsn) and insn.opcode == Opcode.STORE:
+        _check_store(insn, index)
+    if isinstance(insn, AluInsn) and insn.alu_opcode == AluOp.SHR and insn.use_imm and not SHR_MIN <= insn.imm <= SHR_MAX:
+        raise VTAEncodingError(f"instruction {index}: SHR by {insn.imm}: the FPGA reads the shift as a signed 5-bit "
+                               f"number, so only [{SHR_MIN}, {SHR_MAX}] shift as written; split larger shifts")
     words = [0, 0]
     for field in layout.fields_of(insn):
         words[field.word] |= _field_value(insn, field, index) << field.lo
     return words[0].to_bytes(8, "little") + words[1].to_bytes(8, "little")
+
+
+def _check_store(insn: MemInsn, index: int) -> None:
+    if insn.memory_type != MemType.OUT:
+        raise VTAEncodingError(f"instruction {index}: STORE supports memory type OUT only, got {insn.memory_type.name}")
+    if insn.y_pad_0 or insn.y_pad_1 or insn.x_pad_0 or insn.x_pad_1:
+        raise VTAEncodingError(f"instruction {index}: STORE has no padding (pad fields must be 0)")
 
 
 def encode_instructions(insns: list[Instruction], layout: InstructionLayout) -> bytes:
@@ -262,8 +284,8 @@ def decode_instruction(data: bytes, layout: InstructionLayout, index: int = 0) -
     except ValueError as exc:
         raise VTAEncodingError(f"instruction {index} ({opcode.name}): {exc} (corrupt stream?)") from None
     insn = kind(**values)
-    if isinstance(insn, MemInsn) and insn.opcode == Opcode.STORE and insn.memory_type != MemType.OUT:
-        raise VTAEncodingError(f"instruction {index}: STORE of memory type {insn.memory_type.name} (only OUT exists)")
+    if isinstance(insn, MemInsn) and insn.opcode == Opcode.STORE:
+        _check_store(insn, index)
     if isinstance(insn, (GemmInsn, AluInsn)) and insn.uop_end < insn.uop_bgn:
         raise VTAEncodingError(f"instruction {index}: uop_end {insn.uop_end} < uop_bgn {insn.uop_bgn}")
     return insn

@@ -234,7 +234,8 @@ class Simulator:
                   + np.arange(insn.x_size)).ravel()
         data = view[rows]
         region[target] = data.reshape(region[target].shape)
-        nbytes = data.nbytes
+        # tvm-vta's profiler counts the ACC SRAM bytes written, also for 8-bit ACC loads.
+        nbytes = rows.size * self.config.acc_elem_bytes if insn.memory_type == MemType.ACC_8BIT else data.nbytes
         name = {MemType.INP: "inp", MemType.WGT: "wgt", MemType.UOP: "uop"}.get(insn.memory_type, "acc")
         setattr(self.counters, f"{name}_load_nbytes", getattr(self.counters, f"{name}_load_nbytes") + nbytes)
 
@@ -243,6 +244,8 @@ class Simulator:
             return
         if insn.memory_type != MemType.OUT:
             raise VTASimulationError(f"STORE supports memory type OUT only, got {insn.memory_type.name}")
+        if insn.y_pad_0 or insn.y_pad_1 or insn.x_pad_0 or insn.x_pad_1:
+            raise VTASimulationError("STORE has no padding (pad fields must be 0)")
         count = insn.x_size * insn.y_size
         if insn.sram_base + count > self.acc.shape[0]:
             raise VTASimulationError(f"STORE reads OUT rows up to {insn.sram_base + count - 1}, the SRAM has "
@@ -346,10 +349,10 @@ class Simulator:
             result = a + b
         elif op == AluOp.MUL:
             result = a * b
-        else:  # SHR: arithmetic right shift; a negative amount shifts left (bits past 32 are lost)
-            b = np.broadcast_to(b, a.shape)
-            right = a >> np.minimum(b, 31).clip(0)
-            left = _wrap32(a << np.minimum(-b, 32).clip(0)).astype(np.int64)
+        else:  # SHR as the HLS design: the operand's low 5 bits as a signed amount; negative shifts left
+            b = ((np.broadcast_to(b, a.shape) & 31) ^ 16) - 16
+            right = a >> b.clip(0)
+            left = _wrap32(a << (-b).clip(0)).astype(np.int64)
             result = np.where(b >= 0, right, left)
         self.acc[dst] = _wrap32(result)
 

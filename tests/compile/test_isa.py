@@ -5,7 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compile.vta.config import available_configs, load_config
+import json
+
+from compile.vta.config import CONFIG_DIR, available_configs, config_from_dict, load_config
 from compile.vta.isa import (AluInsn, AluOp, FinishInsn, GemmInsn, InstructionLayout, MemInsn, MemType, Opcode,
                              decode_instructions, decode_uops, disassemble, encode_instruction,
                              encode_instructions, encode_uops)
@@ -71,7 +73,8 @@ def _insn_strategy(config):
     alu = st.builds(AluInsn, reset=st.booleans(), uop_bgn=u(ub), uop_end=u(ub + 1), iter_out=u(14), iter_in=u(14),
                     dst_factor_out=u(acc), dst_factor_in=u(acc), src_factor_out=u(acc), src_factor_in=u(acc),
                     alu_opcode=st.sampled_from(list(AluOp)), use_imm=st.booleans(),
-                    imm=st.integers(-(1 << 15), (1 << 15) - 1), **flags).filter(lambda g: g.uop_end >= g.uop_bgn)
+                    imm=st.integers(-(1 << 15), (1 << 15) - 1), **flags).filter(
+        lambda g: g.uop_end >= g.uop_bgn and (g.alu_opcode != AluOp.SHR or not g.use_imm or -16 <= g.imm <= 15))
     return st.one_of(mem, store, gemm, alu, st.builds(FinishInsn))
 
 
@@ -108,6 +111,50 @@ def test_oversize_fields_are_rejected():
     with pytest.raises(VTAEncodingError, match="STORE supports memory type OUT only"):
         encode_instruction(MemInsn(opcode=Opcode.STORE, memory_type=MemType.ACC, sram_base=0, dram_base=0,
                                    y_size=1, x_size=1, x_stride=1), LAYOUT)
+
+
+def _config_with(**fields):
+    data = json.loads((CONFIG_DIR / "sim.json").read_text()) | fields
+    return config_from_dict(data, "small-uop")
+
+
+def test_small_uop_buffers_follow_c_bitfield_packing():
+    """hw_spec.h packs uint64_t bit-fields: with 2 * uop bits + acc bits <= 27, dst_factor_out
+    still fits word 0 (after 8 header bits, uop_bgn, uop_end and two 14-bit loop counts)."""
+    config = _config_with(LOG_UOP_BUFF_SIZE=10)  # 256 micro-ops: 8 index bits; ACC 2048 rows: 11 bits
+    layout = InstructionLayout(config)
+    gemm = {f.name: (f.word, f.lo) for f in layout.gemm}
+    assert gemm["dst_factor_out"] == (0, 37 + 2 * 8) and gemm["dst_factor_in"] == (1, 0)
+    alu = {f.name: (f.word, f.lo) for f in layout.alu}
+    assert alu["dst_factor_out"] == (0, 53) and alu["src_factor_out"] == (1, 11) and alu["imm"] == (1, 37)
+    insn = GemmInsn(uop_bgn=3, uop_end=4, iter_out=1, iter_in=1, dst_factor_out=5, dst_factor_in=6)
+    word0 = 2 | 3 << 8 | 4 << 16 | 1 << 25 | 1 << 39 | 5 << 53
+    assert words(encode_instruction(insn, layout)) == (word0, 6)
+    assert decode_instructions(encode_instruction(insn, layout), layout) == [insn]
+    # The shipped configs (2 * 13 + 11 = 37) keep every loop factor in word 1.
+    assert {f.name: f.word for f in LAYOUT.gemm}["dst_factor_out"] == 1
+
+
+def test_shr_immediates_are_limited_to_signed_5_bits():
+    shr = lambda imm: AluInsn(uop_bgn=0, uop_end=1, iter_out=1, iter_in=1, alu_opcode=AluOp.SHR,  # noqa: E731
+                              use_imm=True, imm=imm)
+    for imm in (-16, 0, 15):
+        assert decode_instructions(encode_instruction(shr(imm), LAYOUT), LAYOUT) == [shr(imm)]
+    for imm in (16, 31, -17):
+        with pytest.raises(VTAEncodingError, match="signed 5-bit"):
+            encode_instruction(shr(imm), LAYOUT)
+    # The decoder reads what a foreign stream holds; the simulator then shows what the FPGA does.
+    raw = (4 | 1 << 21).to_bytes(8, "little") + (3 << 44 | 1 << 47 | 20 << 48).to_bytes(8, "little")
+    assert decode_instructions(raw, LAYOUT)[0].imm == 20
+
+
+def test_padded_stores_are_refused():
+    padded = MemInsn(opcode=Opcode.STORE, memory_type=MemType.OUT, sram_base=0, dram_base=0, y_size=1, x_size=1,
+                     x_stride=1, x_pad_1=2)
+    with pytest.raises(VTAEncodingError, match="STORE has no padding"):
+        encode_instruction(padded, LAYOUT)
+    with pytest.raises(VTAEncodingError, match="STORE has no padding"):
+        decode_instructions((1 | 4 << 7).to_bytes(8, "little") + (2 << 60).to_bytes(8, "little"), LAYOUT)
 
 
 @pytest.mark.parametrize("data, message", [

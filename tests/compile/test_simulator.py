@@ -121,3 +121,34 @@ def test_mul_is_flagged_and_can_be_refused():
 def test_bad_streams_fail_clearly(program, message):
     with pytest.raises(VTASimulationError, match=message):
         make_sim([[0, 0, 0]]).run(program)
+
+
+def test_shr_reads_its_operand_as_signed_5_bits():
+    """As the HLS ALU (ap_int<5> shift): 16..31 shift left by 32 - n, 32 shifts by 0, per lane too."""
+    sim = make_sim([[0, 0, 0], [0, 1, 0], [0, 0, 0]])
+    sim.acc[0] = 1 << 10
+    sim.acc[1] = [3, 15, 16, 20, 31, 32, -1, -16, 0, 1, 2, 4, 5, 22, 7, 8]
+    sim.run([load(MemType.UOP, 0, 0, 1, 3, 3),
+             AluInsn(uop_bgn=1, uop_end=2, iter_out=1, iter_in=1, alu_opcode=AluOp.SHR), FinishInsn()])
+    # amount: 3 15 -16 -12 -1 0 -1 -16 0 1 2 4 5 -10 7 8 (22 -> 2^10 << 10 = 2^20; -16 -> 2^26)
+    want = [1 << 7, 0, 1 << 26, 1 << 22, 1 << 11, 1 << 10, 1 << 11, 1 << 26, 1 << 10, 1 << 9, 1 << 8, 1 << 6,
+            1 << 5, 1 << 20, 1 << 3, 1 << 2]
+    np.testing.assert_array_equal(sim.acc[0], want)
+    sim.acc[0] = 1 << 20  # left shifts drop the bits past 32
+    sim.run([AluInsn(uop_bgn=1, uop_end=2, iter_out=1, iter_in=1, alu_opcode=AluOp.SHR), FinishInsn()])
+    assert sim.acc[0][3] == 0 and sim.acc[0][13] == 1 << 30
+
+
+def test_padded_store_is_refused():
+    with pytest.raises(VTASimulationError, match="STORE has no padding"):
+        make_sim([[0, 0, 0]]).run([store(0, 0, 1, 1, 1, y_pad_1=1), FinishInsn()])
+
+
+def test_acc_8bit_load_sign_extends_and_counts_acc_bytes():
+    """tvm-vta's profiler counts the ACC SRAM bytes an 8-bit load writes (4 per lane)."""
+    sim = make_sim([[0, 0, 0]])
+    data = np.arange(-40, 56, dtype=np.int8).reshape(6, 16)
+    sim.write(INP_ADDR, data)
+    counters = sim.run([load(MemType.ACC_8BIT, 2, INP_ADDR // 16, 2, 3, 3), FinishInsn()])
+    np.testing.assert_array_equal(sim.acc[2:8], data.astype(np.int32))
+    assert counters.acc_load_nbytes == 6 * CONFIG.acc_elem_bytes == 6 * 64

@@ -52,6 +52,11 @@ def dma_cycles(config: VTAConfig, rows, row_bytes, pad_elements=0):
     return DMA_LATENCY + rows * (DMA_ROW_SETUP + beats) + pad_elements
 
 
+def alu_cycles(iterations, use_imm: bool):
+    """Cycles of one ALU instruction of `iterations` micro-op iterations (int or array)."""
+    return ALU_STARTUP + iterations * (1 if use_imm else 2)
+
+
 def instruction_cycles(insn: Instruction, config: VTAConfig) -> int:
     """Duration of one instruction on its module."""
     if isinstance(insn, MemInsn):
@@ -66,8 +71,7 @@ def instruction_cycles(insn: Instruction, config: VTAConfig) -> int:
         iterations = insn.iter_out * insn.iter_in * (insn.uop_end - insn.uop_bgn)
         return iterations if insn.reset else GEMM_STARTUP + iterations
     if isinstance(insn, AluInsn):
-        iterations = insn.iter_out * insn.iter_in * (insn.uop_end - insn.uop_bgn)
-        return ALU_STARTUP + iterations * (1 if insn.use_imm else 2)
+        return alu_cycles(insn.iter_out * insn.iter_in * (insn.uop_end - insn.uop_bgn), insn.use_imm)
     return 1
 
 

@@ -7,27 +7,26 @@ from hypothesis import strategies as st
 
 from compile.vta.config import load_config
 from compile.vta.isa import GemmInsn, MemInsn, MemType
-from compile.vta.packing import pack_activation, unpack_activation
 from compile.vta.perf import estimate
-from compile.vta.schedule import DEFAULT_UOP_LIMIT, ConvLayer, Tiling, choose_tiling, lower_conv
-from compile.vta.simulator import run_program
+from compile.vta.isa import AluInsn, AluOp
+from compile.vta.schedule import DEFAULT_UOP_LIMIT, ConvLayer, Tiling, choose_tiling, execute, lower_conv
+from compile.vta.simulator import Simulator
 from jaxlic.errors import VTAScheduleError
 
 PYNQ = load_config("pynq")
 
 
-def run_layer(layer, h, w, config, seed, tiling=None):
+def run_layer(layer, h, w, config, seed, tiling=None, bias_range=20000, bias=None):
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, (1, h, w, layer.in_channels), dtype=np.int8)
     weights = rng.integers(-128, 128, (layer.kernel, layer.kernel, layer.in_channels, layer.out_channels),
                            dtype=np.int8)
-    bias = rng.integers(-20000, 20000, layer.out_channels).astype(np.int32)
+    if bias is None:
+        bias = rng.integers(-bias_range, bias_range, layer.out_channels).astype(np.int32)
     lowered = lower_conv(layer, h, w, config, weights, bias, tiling=tiling)
-    sim, counters = run_program(lowered.program, {"input": pack_activation(x, config.block)}, allow_mul=False)
-    out = lowered.program.buffers["output"]
-    oh, ow = lowered.out_shape
-    packed = sim.read(out.addr, out.nbytes).view(np.int8).reshape(1, -1, oh, ow, config.block)
-    return lowered, counters, unpack_activation(packed, layer.out_channels), layer.reference(x, weights, bias)
+    sim = Simulator(config, lowered.program.dram_bytes, allow_mul=False)
+    got = execute(lowered.program, x, sim)
+    return lowered, sim.counters, got, layer.reference(x, weights, bias)
 
 
 layers = st.one_of(
@@ -81,3 +80,58 @@ def test_unfittable_layers_raise_schedule_errors():
         lower_conv(ConvLayer("pad", 16, 16, 3, 1, 16), 8, 8, PYNQ)
     with pytest.raises(VTAScheduleError, match="empty output"):
         lower_conv(ConvLayer("tiny", 16, 16, 5, 1, 0), 3, 3, PYNQ)
+
+
+def _shr_amounts(program) -> list[int]:
+    return [i.imm for i in program.insns if isinstance(i, AluInsn) and i.alu_opcode == AluOp.SHR and i.use_imm]
+
+
+@pytest.mark.parametrize("shift, tiling, bias_range", [
+    (tuple(range(32)) + (31, 0, 16, 15), None, 1 << 24),               # every shift, 0 and 31 included
+    (tuple([13, 14] * 18), Tiling(2, 3, 1), 1 << 16),                   # small per-channel spread, many tiles
+    (tuple([17] * 35 + [31]), None, 1 << 24),                           # mostly one value above 15
+])
+def test_per_channel_shifts_in_one_program(shift, tiling, bias_range):
+    layer = ConvLayer("conv", 20, 36, 3, 1, 1, shift=shift)
+    lowered, counters, got, want = run_layer(layer, 7, 6, PYNQ, 4, tiling=tiling, bias_range=bias_range)
+    np.testing.assert_array_equal(got, want)
+    assert all(0 <= n <= 15 for n in _shr_amounts(lowered.program))
+    assert counters.instructions["ALU_SHR"] > 0
+    assert len(np.unique(want)) > 20 and (np.abs(want) < 127).mean() > 0.2  # not all saturated
+
+
+def test_uniform_shift_above_15_splits_into_immediates():
+    layer = ConvLayer("conv", 16, 16, 1, shift=31)
+    lowered, _, got, want = run_layer(layer, 3, 5, PYNQ, 2, bias_range=1 << 31)
+    np.testing.assert_array_equal(got, want)
+    tile_shifts = _shr_amounts(lowered.program)
+    assert set(tile_shifts) == {15, 1} and tile_shifts.count(15) == 2 * tile_shifts.count(1)
+
+
+@pytest.mark.parametrize("clamp, dtype", [((0, 255), np.uint8), ((0, 32767), np.int16),
+                                          ((-32768, 32767), np.int16), ((-300, 200), np.int16)])
+def test_uint8_and_16_bit_outputs_are_bit_exact(clamp, dtype):
+    layer = ConvLayer("convT", 24, 20, 5, 2, 2, True, 1, shift=tuple(range(3, 23)), clamp=clamp)
+    bias = np.where(np.arange(20) % 2, -1, 1).astype(np.int32) << 22  # saturates both ways at small shifts
+    lowered, counters, got, want = run_layer(layer, 5, 7, PYNQ, 7, bias=bias)
+    assert got.dtype == want.dtype == dtype
+    np.testing.assert_array_equal(got, want)
+    assert (want == clamp[0]).any() and (want == clamp[1]).any()  # both clamp ends reached
+    planes = 2 if dtype == np.int16 else 1
+    assert sorted(lowered.program.buffers) == ["input", "output", "output_hi"][:1 + planes]
+    assert counters.out_store_nbytes == planes * lowered.program.buffers["output"].nbytes
+
+
+def test_16_bit_outputs_with_forced_tiles_and_groups():
+    layer = ConvLayer("pool", 40, 40, 1, shift=(0, 1) * 20, clamp=(0, 32767))
+    _, _, got, want = run_layer(layer, 9, 11, PYNQ, 5, tiling=Tiling(2, 4, 2), bias_range=1 << 17)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_bad_shifts_and_clamps_are_refused():
+    with pytest.raises(VTAScheduleError, match=r"shifts must be in \[0, 31\]"):
+        lower_conv(ConvLayer("neg", 16, 16, 1, shift=(-1,) * 16), 4, 4, PYNQ)
+    with pytest.raises(VTAScheduleError, match="one int per output channel"):
+        lower_conv(ConvLayer("short", 16, 16, 1, shift=(3, 4)), 4, 4, PYNQ)
+    with pytest.raises(VTAScheduleError, match="needs a 32-bit output"):
+        lower_conv(ConvLayer("wide", 16, 16, 1, clamp=(0, 1 << 20)), 4, 4, PYNQ)

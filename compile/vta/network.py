@@ -187,8 +187,8 @@ def lower_network(network: Network, config: VTAConfig, params: dict | None = Non
         h, w, _ = shapes[step.inputs[0]]
         layer = step.layer
         weights, bias = params[step.output] if params else (None, None)
-        if step.output == network.output and _phase_packable(layer, config):
-            layer, weights, bias = _phase_packed(layer, weights, bias)
+        if step.output == network.output and phase_packable(layer, config):
+            layer, weights, bias = phase_packed(layer, weights, bias)
             space_packed[step.output] = step.layer.stride
         lowered = lower_conv(layer, h, w, config, weights, bias, allocator, addresses[step.inputs[0]], uop_limit)
         layers[step.output] = lowered
@@ -196,19 +196,20 @@ def lower_network(network: Network, config: VTAConfig, params: dict | None = Non
     return LoweredNetwork(network, config, layers, addresses, shapes, allocator.size, space_packed)
 
 
-def _phase_packable(layer: ConvLayer, config: VTAConfig) -> bool:
+def phase_packable(layer: ConvLayer, config: VTAConfig) -> bool:
     taps = subpixel_taps(layer.kernel, layer.stride, layer.padding)
     offsets = [t.offset for t in taps]
     return (layer.transposed and layer.stride ** 2 * layer.out_channels <= config.block
             and min(offsets) == -max(offsets))
 
 
-def _phase_packed(layer: ConvLayer, weights, bias) -> tuple[ConvLayer, np.ndarray | None, np.ndarray | None]:
+def phase_packed(layer: ConvLayer, weights, bias) -> tuple[ConvLayer, np.ndarray | None, np.ndarray | None]:
     """The stride-1 convolution whose output channels are the phases of a transposed one."""
     phases = layer.stride ** 2
     span = 2 * max(t.offset for t in subpixel_taps(layer.kernel, layer.stride, layer.padding)) + 1
+    shift = layer.shift if isinstance(layer.shift, int) else tuple(layer.shift) * phases
     packed = ConvLayer(layer.name, layer.in_channels, phases * layer.out_channels, span, 1, span // 2,
-                       shift=layer.shift, clamp=layer.clamp)
+                       shift=shift, clamp=layer.clamp)
     if weights is None:
         return packed, None, None
     return packed, subpixel_conv_weights(weights, layer.stride, layer.padding)[0], np.tile(bias, phases)

@@ -71,8 +71,8 @@ class Program:
     dram_bytes: int
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def save(self, path: str | Path) -> None:
-        """Write the program file (see the module docstring)."""
+    def to_bytes(self) -> bytes:
+        """The program file's bytes (see the module docstring)."""
         stream = encode_instructions(self.insns, InstructionLayout(self.config))
         header = {
             "config": self.config.to_json(), "config_name": self.config.name, "dram_bytes": self.dram_bytes,
@@ -82,46 +82,51 @@ class Program:
             "meta": self.meta,
         }
         blob = json.dumps(header).encode()
-        with open(path, "wb") as handle:
-            handle.write(_HEAD.pack(MAGIC, VERSION, len(blob)) + blob + stream)
-            for segment in self.segments:
-                handle.write(segment.data)
+        return b"".join([_HEAD.pack(MAGIC, VERSION, len(blob)), blob, stream, *(s.data for s in self.segments)])
+
+    def save(self, path: str | Path) -> None:
+        """Write the program file."""
+        Path(path).write_bytes(self.to_bytes())
 
     @classmethod
-    def load(cls, path: str | Path) -> Program:
-        """Read a program file; raises VTAEncodingError when it is not one or is corrupt."""
-        data = Path(path).read_bytes()
+    def from_bytes(cls, data: bytes, name: str = "program") -> Program:
+        """Parse program bytes; raises VTAEncodingError (naming `name`) when they are not one or are corrupt."""
         if len(data) < _HEAD.size or data[:8] != MAGIC:
-            raise VTAEncodingError(f"{path}: not a jaxlic VTA program (bad magic); make one with `jaxlic-compile lower`")
+            raise VTAEncodingError(f"{name}: not a jaxlic VTA program (bad magic); make one with `jaxlic-compile lower`")
         _, version, header_len = _HEAD.unpack_from(data)
         if version != VERSION:
-            raise VTAEncodingError(f"{path}: program format version {version}, this jaxlic reads {VERSION}")
+            raise VTAEncodingError(f"{name}: program format version {version}, this jaxlic reads {VERSION}")
         try:
             header = json.loads(data[_HEAD.size:_HEAD.size + header_len])
             offset = _HEAD.size + header_len
-            config = config_from_dict(header["config"], header["config_name"], f"{path} (embedded config)")
+            config = config_from_dict(header["config"], header["config_name"], f"{name} (embedded config)")
             n_insn = int(header["instructions"])
             stream = data[offset:offset + n_insn * INSN_BYTES]
             offset += n_insn * INSN_BYTES
             segments = []
             for entry in header["segments"]:
                 end = offset + int(entry["nbytes"])
-                segments.append(Segment(entry["name"], int(entry["addr"]), data[offset:end]))
+                segments.append(Segment(entry["name"], int(entry["addr"]), bytes(data[offset:end])))
                 offset = end
             buffers = {b["name"]: Buffer(b["name"], int(b["addr"]), int(b["nbytes"])) for b in header["buffers"]}
             dram_bytes, meta = int(header["dram_bytes"]), header["meta"]
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            raise VTAEncodingError(f"{path}: corrupt program header ({exc!r})") from None
+            raise VTAEncodingError(f"{name}: corrupt program header ({exc!r})") from None
         except VTAConfigError as exc:
-            raise VTAEncodingError(f"{path}: {exc}") from None
+            raise VTAEncodingError(f"{name}: {exc}") from None
         if len(stream) != n_insn * INSN_BYTES or offset != len(data):
-            raise VTAEncodingError(f"{path}: truncated or padded program ({len(data)} bytes, header expects {offset})")
+            raise VTAEncodingError(f"{name}: truncated or padded program ({len(data)} bytes, header expects {offset})")
         for region in [*segments, *buffers.values()]:
             size = len(region.data) if isinstance(region, Segment) else region.nbytes
             if region.addr < 0 or region.addr + size > dram_bytes:
-                raise VTAEncodingError(f"{path}: region {region.name!r} lies outside the {dram_bytes}-byte DRAM")
+                raise VTAEncodingError(f"{name}: region {region.name!r} lies outside the {dram_bytes}-byte DRAM")
         insns = decode_instructions(stream, InstructionLayout(config))
         return cls(config, insns, segments, buffers, dram_bytes, meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Program:
+        """Read a program file; raises VTAEncodingError when it is not one or is corrupt."""
+        return cls.from_bytes(Path(path).read_bytes(), str(path))
 
 
 def as_bytes(array: np.ndarray) -> bytes:

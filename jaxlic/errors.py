@@ -75,3 +75,7 @@ class VTADeviceError(VTAError, RuntimeError):
 
 class BundleError(VTAError, ValueError):
     """A deployment bundle is corrupt, foreign, tampered with, or does not fit the bitstream."""
+
+
+class CompileError(JaxlicError, ValueError):
+    """An integer graph cannot be compiled for a host CPU (TVM): an op, shape or board it cannot take."""

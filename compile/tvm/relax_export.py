@@ -1,0 +1,306 @@
+"""The integer graph as a TVM Relax IRModule: every op kind, static shapes, weights as parameters.
+
+Each Relax function computes some graph outputs from some graph tensors (by default one `main`
+from the graph inputs to the graph outputs) and takes, after its inputs, every host parameter of
+the module in one shared order, so the built library holds code, never weights. A VTA-placed
+pair (a convolution and the requantize that alone reads it) becomes one
+`R.call_dps_packed(function, (x, R.prim_value(index)), out)` whose implementation the runtime
+registers; its weights stay out of the module.
+
+Arithmetic follows `jaxlic.quant.reference` bit for bit. A validated graph provably never leaves
+int32 (`IntegerGraph.validate`), so TVM's int32 adds and shifts need no wrap-around handling.
+A module also carries `SIGNATURE`, a function returning its own calling convention as JSON bytes,
+so a library file alone says which function computes what (see `HostModule`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from jaxlic.errors import CompileError, IntegerizationError
+from jaxlic.quant.graph import IntegerGraph, Op
+from jaxlic.quant.intops import conv_output_size, conv_transpose_output_size, subpixel_conv_weights
+
+VTA_FUNCTION = "jaxlic.vta_layer"
+SIGNATURE = "jaxlic_signature"
+CONV_KINDS = ("conv2d", "conv2d_transpose")
+# float32 adds are exact while every partial sum is an integer below 2^24 in magnitude.
+FLOAT_EXACT = 1 << 24
+CONV_ARITHMETIC = "int8"  # or "float32"; measured on this CPU, see docs
+_ISQRT_BITS = tuple(1 << (30 - 2 * i) for i in range(16))
+_op = relax.op
+
+
+@dataclass(frozen=True)
+class Offload:
+    """One VTA-placed pair: conv op + requantize op -> one packed call producing `output`."""
+
+    index: int
+    conv: str
+    requantize: str
+    output: str
+    out_shape: tuple[int, ...]
+    out_dtype: str
+
+
+@dataclass(frozen=True)
+class Function:
+    """One Relax function of the module: graph tensors `inputs` -> graph tensors `outputs`."""
+
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+def to_relax(graph: IntegerGraph, input_shapes: Mapping[str, Sequence[int]], offloads: Sequence[Offload] = (),
+             function: str = VTA_FUNCTION, functions: Sequence[Function] | None = None) -> tuple[tvm.IRModule, list[str]]:
+    """The IRModule of `graph` at the given NHWC input shapes, and its parameter names in order.
+
+    `functions` (objects with name, inputs, outputs; default one `main` from the graph inputs to
+    the graph outputs) each become a Relax function taking (inputs..., parameters...) and
+    returning the tuple of its outputs. CompileError for bad shapes, offloads or ops."""
+    functions = tuple(functions) if functions is not None else (Function("main", tuple(graph.inputs), graph.outputs),)
+    names = [f.name for f in functions]
+    if not functions or len(set(names)) != len(names) or SIGNATURE in names:
+        raise CompileError(f"function names must be distinct, non-empty and not {SIGNATURE!r}, got {names}")
+    by_conv = _check_offloads(graph, offloads)
+    fused = {o.requantize for o in offloads}
+    plans = []
+    for fn in functions:
+        try:
+            ops = graph.ops_for(fn.outputs, fn.inputs)
+        except IntegerizationError as exc:
+            raise CompileError(f"function {fn.name!r}: {exc}") from None
+        names = {op.name for op in ops}
+        for offload in offloads:
+            if offload.requantize in names and offload.conv not in names:
+                raise CompileError(f"function {fn.name!r} needs offloaded {offload.requantize!r} without its convolution")
+        plans.append((fn, ops))
+    host_consts = sorted({c for _, ops in plans for op in ops if op.name not in by_conv and op.name not in fused
+                          for c in op.consts.values()})
+    shapes = {name: _input_shape(graph, name, input_shapes) for fn in functions for name in fn.inputs}
+    builder = relax.BlockBuilder()
+    for fn, ops in plans:
+        _emit_function(builder, graph, fn, ops, shapes, host_consts, by_conv, fused, function)
+    signature = {"functions": {fn.name: {"inputs": list(fn.inputs), "outputs": list(fn.outputs)} for fn in functions},
+                 "input_shapes": {name: list(shape) for name, shape in shapes.items()},
+                 "input_dtypes": {name: str(graph.info[name].dtype) for name in shapes},
+                 "params": host_consts, "packed_function": function, "offloads": len(offloads)}
+    with builder.function(SIGNATURE, []):
+        builder.emit_func_output(relax.const(np.frombuffer(json.dumps(signature).encode(), np.uint8)))
+    return builder.get(), host_consts
+
+
+def count_packed_calls(mod: tvm.IRModule, function: str = VTA_FUNCTION) -> int:
+    """How many `call_dps_packed(function, ...)` calls the module's Relax functions make."""
+    calls = []
+
+    def visit(expr):
+        if (isinstance(expr, relax.Call) and getattr(expr.op, "name", None) == "relax.call_dps_packed"
+                and getattr(expr.args[0], "global_symbol", None) == function):
+            calls.append(expr)
+
+    for _, func in mod.functions.items():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return len(calls)
+
+
+def _check_offloads(graph: IntegerGraph, offloads: Sequence[Offload]) -> dict[str, Offload]:
+    ops = {op.name: op for op in graph.ops}
+    readers: dict[str, list[str]] = {}
+    for op in graph.ops:
+        for name in op.inputs:
+            readers.setdefault(name, []).append(op.name)
+    by_conv = {}
+    for offload in offloads:
+        where = f"offload {offload.index} ({offload.conv!r} + {offload.requantize!r})"
+        conv, requantize = ops.get(offload.conv), ops.get(offload.requantize)
+        if conv is None or conv.kind not in CONV_KINDS:
+            raise CompileError(f"{where}: {offload.conv!r} is not a convolution of the graph")
+        if requantize is None or requantize.kind != "requantize" or requantize.inputs != (conv.output,):
+            raise CompileError(f"{where}: {offload.requantize!r} is not a requantize reading {conv.output!r}")
+        if readers.get(conv.output) != [requantize.name] or conv.output in graph.outputs:
+            raise CompileError(f"{where}: the accumulator {conv.output!r} is read by more than the requantize")
+        if offload.output != requantize.output or offload.out_dtype != str(graph.info[offload.output].dtype):
+            raise CompileError(f"{where}: output must be {requantize.output!r} of dtype "
+                               f"{graph.info[requantize.output].dtype}, got {offload.output!r} {offload.out_dtype}")
+        if offload.conv in by_conv or offload.index in {o.index for o in by_conv.values()}:
+            raise CompileError(f"{where}: the convolution or the index is offloaded twice")
+        by_conv[offload.conv] = offload
+    return by_conv
+
+
+def _input_shape(graph: IntegerGraph, name: str, input_shapes: Mapping[str, Sequence[int]]) -> tuple[int, ...]:
+    if name not in graph.info:
+        raise CompileError(f"{name!r} is not a tensor of the integer graph")
+    shape = input_shapes.get(name)
+    if shape is None:
+        raise CompileError(f"no shape given for input {name!r}; give NHWC shapes for {sorted(input_shapes)}")
+    shape = tuple(shape)
+    channels = graph.info[name].channels
+    if len(shape) != 4 or not all(isinstance(d, (int, np.integer)) and d >= 1 for d in shape) or shape[3] != channels:
+        raise CompileError(f"input {name!r} needs a static NHWC shape (N, H, W, {channels}) of positive ints, got {shape}")
+    return tuple(int(d) for d in shape)
+
+
+def _emit_function(builder, graph, fn, ops, shapes, host_consts, by_conv, fused, function) -> None:
+    inputs = [relax.Var(name, relax.TensorType(shapes[name], str(graph.info[name].dtype))) for name in fn.inputs]
+    params = {name: relax.Var(name, relax.TensorType(graph.constants[name].shape, str(graph.constants[name].dtype)))
+              for name in host_consts}
+    with builder.function(fn.name, inputs + list(params.values())):
+        with builder.dataflow():
+            values = dict(zip(fn.inputs, inputs))
+            for op in ops:
+                if op.name in fused:
+                    continue
+                offload = by_conv.get(op.name)
+                if offload is not None:
+                    _check_offload_shape(graph, op, values[op.inputs[0]], offload)
+                    values[offload.output] = _emit_offload(builder, values[op.inputs[0]], offload, function)
+                    continue
+                c = {role: params[name] for role, name in op.consts.items()}
+                try:
+                    result = _lower(graph, op, [values[n] for n in op.inputs], c)
+                except CompileError as exc:
+                    raise CompileError(f"function {fn.name!r}, op {op.name!r} ({op.kind}): {exc}") from None
+                values[op.output] = builder.emit(result, name_hint=_hint(op.output))
+            output = builder.emit_output(relax.Tuple([values[name] for name in fn.outputs]))
+        builder.emit_func_output(output)
+
+
+def _emit_offload(builder, x, offload: Offload, function: str):
+    out = relax.TensorType(tuple(offload.out_shape), offload.out_dtype)
+    call = relax.call_dps_packed(function, relax.Tuple([x, relax.prim_value(offload.index)]), out)
+    return builder.emit(call, name_hint=_hint(offload.output))
+
+
+def _check_offload_shape(graph: IntegerGraph, op: Op, x, offload: Offload) -> None:
+    n, h, w, _ = (int(d) for d in x.ty.shape)
+    k, cout = graph.constants[op.consts["weight"]].shape[0], graph.constants[op.consts["weight"]].shape[3]
+    s, p = op.attrs["stride"], op.attrs["padding"]
+    if op.kind == "conv2d":
+        size = [conv_output_size(d, k, s, p) for d in (h, w)]
+    else:
+        size = [conv_transpose_output_size(d, k, s, p, op.attrs["output_padding"]) for d in (h, w)]
+    if tuple(offload.out_shape) != (n, *size, cout):
+        raise CompileError(f"offload {offload.index} ({op.name!r}): out_shape must be {(n, *size, cout)} for an "
+                           f"input of {(n, h, w)}, got {tuple(offload.out_shape)}")
+
+
+def _hint(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name)
+
+
+def _i32(value: int):
+    return relax.const(value, "int32")
+
+
+def _int32(x):
+    return x if x.ty.dtype == "int32" else _op.astype(x, "int32")
+
+
+def _lower(graph: IntegerGraph, op: Op, args: list, c: dict):
+    """The Relax expression of one host op (see jaxlic.quant.reference for the semantics)."""
+    a, x = op.attrs, args[0]
+    if op.kind == "conv2d":
+        return _op.add(_conv(graph, op, x, c["weight"], a["padding"], a["stride"]), c["bias"])
+    if op.kind == "conv2d_transpose":
+        return _op.add(_conv_transpose(graph, op, x, c["weight"]), c["bias"])
+    if op.kind == "requantize":
+        x, shift = _int32(x), c["shift"]
+        right, left = _op.maximum(shift, _i32(0)), _op.maximum(_op.negative(shift), _i32(0))
+        # 2^(n-1) for n > 0, else 0; a negative shift n shifts left by -n and adds nothing.
+        rounding = _op.right_shift(_op.left_shift(_i32(1), right), _i32(1))
+        wide = _op.add(_op.left_shift(x, left), rounding)
+        clamped = _op.minimum(_op.maximum(_op.right_shift(wide, right), _i32(a["lo"])), _i32(a["hi"]))
+        return _op.astype(clamped, str(graph.info[op.output].dtype))
+    if op.kind == "leaky_relu":
+        return _op.maximum(x, _op.right_shift(x, _i32(a["shift"])))
+    if op.kind == "abs":
+        return _op.astype(_op.minimum(_op.abs(_op.astype(x, "int16")), relax.const(127, "int16")), "int8")
+    if op.kind == "square":
+        return _op.multiply(_int32(x), _int32(x))
+    if op.kind == "isqrt":
+        rest = _op.left_shift(_op.maximum(_int32(x), _i32(0)), c["pre_shift"])
+        root = _op.zeros_like(rest)
+        for bit in _ISQRT_BITS:  # the digit-by-digit rounds of intops.isqrt: compare, subtract, shift
+            trial = _op.add(root, _i32(bit))
+            take = _op.greater_equal(rest, trial)
+            rest = _op.where(take, _op.subtract(rest, trial), rest)
+            half = _op.right_shift(root, _i32(1))
+            root = _op.where(take, _op.add(half, _i32(bit)), half)
+        return root
+    if op.kind == "mul":
+        return _op.multiply(_int32(x), _int32(args[1]))
+    if op.kind == "add":
+        return _op.add(_int32(x), _int32(args[1]))
+    if op.kind == "add_channel":
+        return _op.add(_int32(x), c["addend"])
+    if op.kind == "scale_index":
+        above = _op.greater(_op.expand_dims(x, -1), c["thresholds"])
+        return _op.sum(_op.astype(above, "int32"), axis=-1)
+    raise CompileError(f"op kind {op.kind!r} has no TVM lowering")
+
+
+def _magnitude(graph: IntegerGraph, name: str) -> int:
+    info = graph.info[name]
+    return max(abs(info.lo), abs(info.hi))
+
+
+def _conv(graph: IntegerGraph, op: Op, x, weight, padding: int | tuple[int, int, int, int], stride: int = 1):
+    """int8 NHWC x int8 HWIO -> int32, computed as CONV_ARITHMETIC says (exact either way)."""
+    if CONV_ARITHMETIC == "int8":
+        return _op.nn.conv2d(x, weight, stride, padding, data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32")
+    # float32: every partial sum of a conv output is an integer of magnitude at most
+    # max_c sum|w[..., c]| * max|x| (the accumulator bound of IntegerGraph.validate); while that is
+    # below 2^24 every float32 add is exact whatever the summation order, so the result is the
+    # integer sum. Otherwise x = 16 * (x >> 4) + (x & 15) splits it into two such convs.
+    array = graph.constants[op.consts["weight"]].astype(np.int64)
+    reach = int(np.abs(array).sum(axis=(0, 1, 2)).max())
+
+    def float_conv(data):
+        acc = _op.nn.conv2d(_op.astype(data, "float32"), _op.astype(weight, "float32"), stride, padding,
+                            data_layout="NHWC", kernel_layout="HWIO", out_dtype="float32")
+        return _op.astype(acc, "int32")
+
+    if reach * _magnitude(graph, op.inputs[0]) < FLOAT_EXACT:
+        return float_conv(x)
+    if reach * 15 >= FLOAT_EXACT:
+        raise CompileError(f"weights with sum|w| = {reach} per channel are too large for exact float32 convolution")
+    high = float_conv(_op.right_shift(x, relax.const(4, "int8")))
+    low = float_conv(_op.bitwise_and(x, relax.const(15, "int8")))
+    return _op.add(_op.left_shift(high, _i32(4)), low)
+
+
+def _conv_transpose(graph: IntegerGraph, op: Op, x, weight):
+    """The sub-pixel form of `intops.subpixel_conv_weights`: one stride-1 conv whose output
+    channels hold the stride x stride output phases, then depth-to-space (and a crop)."""
+    kh, kw, cin, cout = graph.constants[op.consts["weight"]].shape
+    s, p, extra = op.attrs["stride"], op.attrs["padding"], op.attrs["output_padding"]
+    try:
+        # The packing applied to tap numbers 1..kh*kw (0: no tap) says where each tap goes.
+        taps, pad = subpixel_conv_weights(np.arange(1, kh * kw + 1, dtype=np.int32).reshape(kh, kw, 1, 1), s, p)
+    except ValueError as exc:
+        raise CompileError(f"TVM export takes transposed convolutions of centred sub-pixel form only ({exc})") from None
+    span = taps.shape[0]
+    n, h, w, _ = (int(d) for d in x.ty.shape)
+    ho, wo = (conv_transpose_output_size(d, kh, s, p, extra) for d in (h, w))
+    if ho > h * s or wo > w * s:
+        raise CompileError(f"output {ho}x{wo} exceeds the {h * s}x{w * s} sub-pixel grid")
+    table = _op.concat([_op.zeros((1, cin, cout), "int8"), _op.reshape(weight, (kh * kw, cin, cout))], axis=0)
+    packed = _op.take(table, relax.const(taps.reshape(-1)), axis=0, mode="clip")
+    packed = _op.reshape(_op.permute_dims(_op.reshape(packed, (span, span, s, s, cin, cout)), (0, 1, 4, 2, 3, 5)),
+                         (span, span, cin, s * s * cout))
+    phases = _conv(graph, op, x, packed, pad)
+    grid = _op.reshape(_op.permute_dims(_op.reshape(phases, (n, h, w, s, s, cout)), (0, 1, 3, 2, 4, 5)),
+                       (n, h * s, w * s, cout))
+    if (ho, wo) == (h * s, w * s):
+        return grid
+    return _op.strided_slice(grid, axes=[1, 2], begin=[0, 0], end=[ho, wo])

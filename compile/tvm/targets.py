@@ -1,0 +1,38 @@
+"""TVM targets of the host CPUs: this machine's x86 and the boards' ARM cores.
+
+TVM 0.27 takes targets as dicts (the old "llvm -mtriple=..." strings are rejected). A board's
+config names its CPU by an LLVM triple in `board.host_target`; this module turns that triple
+into the full target (the ARMv7 boards need hard float: without it the link fails).
+"""
+
+from __future__ import annotations
+
+import re
+
+from compile.vta.config import VTAConfig, load_config
+from jaxlic.errors import CompileError
+
+X86_HOST = {"kind": "llvm"}
+ARMV7 = {"kind": "llvm", "mtriple": "armv7a-linux-gnueabihf", "mcpu": "cortex-a9", "mattr": ["+neon"],
+         "mfloat-abi": "hard"}
+AARCH64 = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a53"}
+BY_TRIPLE = {target["mtriple"]: target for target in (ARMV7, AARCH64)}
+
+
+def host_target(board: VTAConfig | str) -> dict:
+    """The TVM target dict of a board's host CPU (a config or a config name/path); the x86
+    host for boards whose CPU is this machine (`sim`). VTAConfigError for an unknown board."""
+    config = board if isinstance(board, VTAConfig) else load_config(board)
+    found = re.search(r"-mtriple=(\S+)", config.board.host_target)
+    if found is None:
+        return dict(X86_HOST)
+    target = BY_TRIPLE.get(found.group(1))
+    if target is None:
+        raise CompileError(f"board {config.name!r}: no TVM target for CPU triple {found.group(1)!r}; "
+                           f"known: {sorted(BY_TRIPLE)}")
+    return dict(target)
+
+
+def triple(target: dict) -> str | None:
+    """The cross triple of a target dict, None for this machine."""
+    return target.get("mtriple")

@@ -72,7 +72,7 @@ def test_cli_bad_inputs_fail_clearly(tmp_path, capsys):
     assert "truncated" in capsys.readouterr().err
     bad_config = tmp_path / "bad.json"
     bad_config.write_text('{"TARGET": "pynq"}')
-    assert main(["estimate", "--config", str(bad_config), "--resolution", "64x64"]) == 2
+    assert main(["estimate", "--config", str(bad_config), "--model", "hyperprior", "--resolution", "64x64"]) == 2
     assert "missing field" in capsys.readouterr().err
     assert main(["lower", "--layer", "kind=conv,cin=4096,cout=16,k=5", "--input", "8x8", "-o", str(program)]) == 2
     assert "no tiling fits" in capsys.readouterr().err

@@ -1,8 +1,9 @@
 """Integer graphs in JAX: exact integer execution, and its fake-quantized float twin for QAT.
 
-mode "int": int8/int32 arithmetic with XLA's integer convolutions (int8 x int8 -> int32), wrap-
-around adds and arithmetic shifts: bit-identical to `jaxlic.quant.reference` under jit or not,
-on any thread count, since no floating-point operation is involved.
+mode "int": int8/int32 arithmetic, wrap-around adds and arithmetic shifts; convolutions run as
+float32 digit planes whose every partial sum is an exact integer (`jaxlic.quant.exact_conv`),
+or as XLA's slow int8 x int8 -> int32 convolution where no split is provably exact. Bit-identical
+to `jaxlic.quant.reference` under jit or not, on any thread count: no value is ever rounded.
 mode "fake": the same ops on integer-valued float32 tensors with straight-through rounding, so
 gradients reach the float parameters the constants were quantized from.
 """
@@ -16,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlic.errors import IntegerizationError
-from jaxlic.nn.conv import DIMENSIONS, conv_down, conv_down_reference, conv_transpose_subpixel, conv_up
+from jaxlic.nn.conv import DIMENSIONS, conv_transpose_subpixel
+from jaxlic.quant.exact_conv import exact_conv, float_conv, plan_graph
 from jaxlic.quant.fakequant import exp2i, floor_ste
 from jaxlic.quant.graph import IntegerGraph, Op, needed_ops, output_dtype_of
 
@@ -25,13 +27,16 @@ _ISQRT_BITS = tuple(1 << (30 - 2 * i) for i in range(16))
 
 
 def run_ops(ops: Sequence[Op], consts: Mapping[str, jax.Array], values: Mapping[str, jax.Array],
-            outputs: Iterable[str], mode: Mode) -> dict[str, jax.Array]:
-    """Compute `outputs` from `values` by the ops they need (traceable; no validation)."""
+            outputs: Iterable[str], mode: Mode,
+            plans: Mapping[str, int | None] | None = None) -> dict[str, jax.Array]:
+    """Compute `outputs` from `values` by the ops they need (traceable; no validation). In mode
+    "int", convolutions with a digit width in `plans` (`exact_conv.plan_graph`) run as exact
+    float32 planes, the others as integer convolutions."""
     values, outputs = dict(values), tuple(outputs)
-    apply = _int_op if mode == "int" else _fake_op
     for op in needed_ops(ops, outputs, values):
         c = {role: consts[name] for role, name in op.consts.items()}
-        values[op.output] = apply(op, [values[n] for n in op.inputs], c)
+        args = [values[n] for n in op.inputs]
+        values[op.output] = _int_op(op, args, c, (plans or {}).get(op.name)) if mode == "int" else _fake_op(op, args, c)
     return {name: values[name] for name in outputs}
 
 
@@ -46,9 +51,11 @@ def run(graph: IntegerGraph, inputs: Mapping[str, np.ndarray], outputs: Iterable
             raise IntegerizationError(f"op {op.name!r}: the JAX backend runs transposed convolutions with a square "
                                       "kernel, padding k//2 and output_padding stride-1 only; use the NumPy reference")
     key = (outputs, tuple(sorted(inputs)), jit)
+    if "plans" not in graph._runners:
+        graph._runners["plans"] = plan_graph(graph)
     if key not in graph._runners:
         def fn(consts, values):
-            return run_ops(graph.ops, consts, values, outputs, "int")
+            return run_ops(graph.ops, consts, values, outputs, "int", graph._runners["plans"])
         graph._runners[key] = jax.jit(fn) if jit else fn
     if "consts" not in graph._runners:
         graph._runners["consts"] = {name: jnp.asarray(a) for name, a in graph.constants.items()}
@@ -73,8 +80,10 @@ def _isqrt(rest: jax.Array) -> jax.Array:
     return root
 
 
-def _int_op(op: Op, args: list[jax.Array], c: dict[str, jax.Array]) -> jax.Array:
+def _int_op(op: Op, args: list[jax.Array], c: dict[str, jax.Array], bits: int | None) -> jax.Array:
     a, x = op.attrs, args[0]
+    if op.kind in ("conv2d", "conv2d_transpose") and bits is not None:
+        return exact_conv(op, x, c["weight"], bits) + c["bias"]
     if op.kind == "conv2d":
         p = a["padding"]
         acc = jax.lax.conv_general_dilated(x, c["weight"], (a["stride"],) * 2, ((p, p), (p, p)),
@@ -112,15 +121,8 @@ def _int_op(op: Op, args: list[jax.Array], c: dict[str, jax.Array]) -> jax.Array
 
 def _fake_op(op: Op, args: list[jax.Array], c: dict[str, jax.Array]) -> jax.Array:
     a, x = op.attrs, args[0]
-    if op.kind == "conv2d":
-        k, s, p = c["weight"].shape[0], a["stride"], a["padding"]
-        if p == k // 2:
-            acc = conv_down(x, c["weight"], s) if s > 1 else conv_down_reference(x, c["weight"], 1)
-        else:
-            acc = jax.lax.conv_general_dilated(x, c["weight"], (s, s), ((p, p), (p, p)), dimension_numbers=DIMENSIONS)
-        return acc + c["bias"]
-    if op.kind == "conv2d_transpose":
-        return conv_up(x, c["weight"], a["stride"]) + c["bias"]
+    if op.kind in ("conv2d", "conv2d_transpose"):
+        return float_conv(op, x, c["weight"]) + c["bias"]
     if op.kind == "requantize":
         shift = c["shift"]
         scaled = x * exp2i(-shift) + jnp.where(shift > 0, 0.5, 0.0)

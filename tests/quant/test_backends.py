@@ -9,6 +9,7 @@ from jaxlic.codec import compress, decompress
 from jaxlic.eval.metrics import psnr
 from jaxlic.quant import execute, reference
 from jaxlic.quant.codec import as_symbols
+from jaxlic.quant.exact_conv import plan_graph
 from jaxlic.quant.lowering import lower_decoder
 
 from conftest import CASES
@@ -29,6 +30,7 @@ def _random_inputs(graph, rng, size=(5, 7)):
 @pytest.mark.parametrize("arch, gdn", CASES)
 def test_jax_equals_numpy_on_random_symbols(int_packages, arch, gdn):
     graph = int_packages[arch, gdn].integer
+    assert None not in plan_graph(graph).values()  # every convolution takes the exact float32 path
     rng = np.random.default_rng(7)
     inputs = _random_inputs(graph, rng)
     if "means" in graph.outputs:  # the synthesis takes the hyper-synthesis' means

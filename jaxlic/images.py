@@ -13,6 +13,10 @@ Conversions applied by `read_image` (all documented choices, applied the same wa
 - Alpha (RGBA, LA, PA, P with transparency) is dropped, never composited: the colour samples are
   kept as stored, so a round trip through RGB formats is lossless on the colour channels.
 - Palette (P), CMYK, YCbCr, LAB and HSV are converted to RGB by Pillow.
+
+Images above `max_pixels` (default `MAX_PIXELS`) are refused from their header, before any
+pixel is decoded, so a small file cannot make the reader (or the codec after it) allocate
+gigabytes.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ from jaxlic.errors import DataError, ImageError
 
 PathLike = str | os.PathLike[str]
 
+# Like Pillow's Image.MAX_IMAGE_PIXELS, but lower: the codec needs about a hundred bytes per
+# pixel where Pillow holds three or four (docs/codec.md). 2^25 admits 8K UHD (7680 x 4320).
+MAX_PIXELS = 1 << 25
+
 _GRAY_16BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _EXIF_ORIENTATION_TAG = 274
 # Errors Pillow raises on unreadable, truncated or hostile input.
@@ -41,13 +49,24 @@ def _source_name(source: PathLike | bytes) -> str:
     return "<bytes>" if isinstance(source, bytes) else str(source)
 
 
-def _open_loaded(source: PathLike | bytes, name: str) -> tuple[Image.Image, bool]:
+def check_pixels(height: int, width: int, max_pixels: int, name: str) -> None:
+    """ImageError when an image of height x width exceeds the `max_pixels` limit."""
+    if height * width > max_pixels:
+        raise ImageError(f"{name}: {width}x{height} is {height * width:,} pixels, above the limit of "
+                         f"{max_pixels:,} (a decompression bomb?); raise max_pixels (--max-pixels) "
+                         "if you trust it and have the memory")
+
+
+def _open_loaded(source: PathLike | bytes, name: str, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, bool]:
     """Open and fully decode an image; also say whether it stores 16-bit colour samples."""
     try:
         image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        check_pixels(image.height, image.width, max_pixels, name)
         # The raw mode is only known before decoding: Pillow stores 16-bit colour as 8-bit RGB.
         wide_colour = image.mode in ("RGB", "RGBA") and any(";16" in str(tile.args) for tile in image.tile)
         image.load()
+    except ImageError:
+        raise
     except FileNotFoundError as exc:
         raise ImageError(f"{name}: no such file") from exc
     except UnidentifiedImageError as exc:
@@ -115,17 +134,18 @@ def _to_uint8_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB")).copy()
 
 
-def _decode(source: PathLike | bytes) -> np.ndarray:
+def _decode(source: PathLike | bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     name = _source_name(source)
-    image, wide_colour = _open_loaded(source, name)
+    image, wide_colour = _open_loaded(source, name, max_pixels)
     wide = _to_uint16_rgb(image, wide_colour, source, name)
     rgb = _to_uint8_rgb(image) if wide is None else np.rint(wide / 257.0).astype(np.uint8)
     return apply_orientation(rgb, _orientation(image))
 
 
-def read_image(path: PathLike) -> np.ndarray:
-    """Read an image file as a uint8 HxWx3 RGB array (conversions in the module docstring)."""
-    return _decode(path)
+def read_image(path: PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image file as a uint8 HxWx3 RGB array (conversions in the module docstring);
+    ImageError above `max_pixels`."""
+    return _decode(path, max_pixels)
 
 
 def image_from_bytes(data: bytes) -> np.ndarray:

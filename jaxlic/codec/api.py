@@ -2,6 +2,8 @@
 
 Networks run jitted; entropy coding runs outside jit on the package's integer tables. Images
 are padded (edge replication) to a multiple of the model's downsampling and cropped back.
+Both directions refuse images above `max_pixels` (default `jaxlic.images.MAX_PIXELS`) before
+allocating anything for them: memory grows with the pixel count (docs/codec.md).
 """
 
 from __future__ import annotations
@@ -14,16 +16,16 @@ import numpy as np
 from jaxlic.codec.bitstream import MAX_SIDE, Bitstream
 from jaxlic.codec.package import ModelPackage
 from jaxlic.entropy.gaussian import scale_indexes
-from jaxlic.errors import ImageError
-from jaxlic.images import read_image
+from jaxlic.errors import BitstreamError, ImageError
+from jaxlic.images import MAX_PIXELS, check_pixels, read_image
 
 ImageLike = np.ndarray | str | os.PathLike
 
 
-def as_rgb_uint8(image: ImageLike) -> np.ndarray:
+def as_rgb_uint8(image: ImageLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A uint8 H x W x 3 array from an array of that form or an image file path."""
     if isinstance(image, (str, os.PathLike)):
-        return read_image(image)
+        return read_image(image, max_pixels)
     array = np.asarray(image)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ImageError(
@@ -32,6 +34,7 @@ def as_rgb_uint8(image: ImageLike) -> np.ndarray:
         )
     if not (1 <= array.shape[0] <= MAX_SIDE and 1 <= array.shape[1] <= MAX_SIDE):
         raise ImageError(f"image sides must be 1..{MAX_SIDE}, got {array.shape[:2]}")
+    check_pixels(array.shape[0], array.shape[1], max_pixels, "image")
     return array
 
 
@@ -46,7 +49,10 @@ def _to_model_input(pixels: np.ndarray, multiple: int) -> np.ndarray:
 
 
 def _to_pixels(x_hat: np.ndarray, height: int, width: int) -> np.ndarray:
-    x = np.clip(np.asarray(x_hat)[0, :height, :width], 0.0, 1.0)
+    x = np.asarray(x_hat)[0, :height, :width]
+    if not np.all(np.isfinite(x)):
+        raise BitstreamError("the bitstream decodes to non-finite pixels (crafted escapes or a diverged model)")
+    x = np.clip(x, 0.0, 1.0)
     return np.round(x * 255.0).astype(np.uint8)
 
 
@@ -54,9 +60,9 @@ def _channel_index(shape: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(np.arange(shape[-1], dtype=np.int32), shape)
 
 
-def compress(package: ModelPackage, image: ImageLike) -> bytes:
-    """Encode one image (array or path) into a bitstream."""
-    pixels = as_rgb_uint8(image)
+def compress(package: ModelPackage, image: ImageLike, max_pixels: int = MAX_PIXELS) -> bytes:
+    """Encode one image (array or path) into a bitstream; ImageError above `max_pixels`."""
+    pixels = as_rgb_uint8(image, max_pixels)
     model, fns, coders = package.model, package.transforms, package.coders
     x = _to_model_input(pixels, model.downsampling)
     y = np.asarray(fns.analysis(x))
@@ -98,17 +104,19 @@ def _reconstruct(package: ModelPackage, y_symbols: np.ndarray, means, height: in
     return _to_pixels(fns.synthesis(y_symbols.astype(np.float32) + offset), height, width)
 
 
-def decompress(package: ModelPackage, data: bytes, backend: str = "jax") -> np.ndarray:
+def decompress(package: ModelPackage, data: bytes, backend: str = "jax", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode a bitstream made with this package into a uint8 H x W x 3 image.
 
     `backend` matters for integer-mode packages only: "jax" (jitted), "jax-eager" or "numpy"
-    (the integer reference); all three give the same bits.
+    (the integer reference); all three give the same bits. A declared size above `max_pixels`
+    is an ImageError before anything is decoded.
     """
     bitstream = Bitstream.from_bytes(bytes(data), package.fingerprint)
+    check_pixels(bitstream.height, bitstream.width, max_pixels, "bitstream image")
     model, coders = package.model, package.coders
     expected_streams = 2 if model.hyper else 1
     if len(bitstream.streams) != expected_streams:
-        raise ImageError(f"bitstream has {len(bitstream.streams)} streams, this model writes {expected_streams}")
+        raise BitstreamError(f"bitstream has {len(bitstream.streams)} streams, this model writes {expected_streams}")
     h = _padded_size(bitstream.height, model.downsampling)
     w = _padded_size(bitstream.width, model.downsampling)
     y_shape = (1, h // 16, w // 16, package.config.M)

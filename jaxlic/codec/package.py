@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,29 +111,41 @@ class ModelPackage:
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "<bytes>") -> "ModelPackage":
-        """Parse and verify package bytes."""
+        """Parse and verify package bytes; anything malformed, however crafted, is a PackageError."""
         header, body = unframe(data, MAGIC, VERSION, name, "jaxlic model package")
         try:
             header = json.loads(header)
-            config = ModelConfig.from_json(header["config"])
-            arrays = {
-                e["name"]: np.frombuffer(body, np.dtype(e["dtype"]), int(np.prod(e["shape"])),
-                                         e["offset"]).reshape(e["shape"]).copy()
-                for e in header["arrays"]
-            }
-        except (KeyError, TypeError, ValueError, ConfigError) as exc:
-            raise PackageError(f"{name}: malformed package header ({exc})") from None
-        return cls._from_arrays(config, arrays, header.get("integer"))
+            if not isinstance(header, dict) or not isinstance(header.get("config"), dict):
+                raise PackageError("the header is not an object with a config")
+            config = _checked_config(ModelConfig.from_json(header["config"]))
+            arrays = _read_arrays(header.get("arrays"), body)
+            package = cls._from_arrays(config, arrays, header.get("integer"))
+        except (ValueError, RecursionError) as exc:  # includes PackageError and ConfigError
+            raise PackageError(f"{name}: malformed model package ({exc})") from None
+        return package
 
     @classmethod
     def _from_arrays(cls, config: ModelConfig, arrays: dict[str, np.ndarray],
                      integer_spec: dict | None = None) -> "ModelPackage":
+        """Build and validate a package; the parameters are checked against the model before
+        any table is expanded, so table sizes are bounded by the model's."""
         params = traverse_util.unflatten_dict(
             {k[len("params/"):]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("params/")},
             sep="/",
         )
+        hyper = _check_params(config, params)
+        scale_table = arrays.get("tables/scale_table")
+        counts = {"bottleneck": params["entropy_bottleneck"]["quantiles"].shape[0]}
+        if hyper:
+            if scale_table is None:
+                raise PackageError("model package has no scale table; run build_tables first")
+            _check_scale_table(scale_table)
+            counts["gaussian"] = scale_table.size
         names = {k.split("/")[1] for k in arrays if k.startswith("tables/") and k.count("/") == 2}
-        tables = {n: CodingTables.from_arrays(arrays, f"tables/{n}") for n in sorted(names)}
+        if names != set(counts):
+            raise PackageError(f"model package has coding tables {sorted(names)}, the model needs {sorted(counts)}; "
+                               "run build_tables first")
+        tables = {n: CodingTables.from_arrays(arrays, f"tables/{n}", counts[n]) for n in sorted(names)}
         integer = None
         if integer_spec is not None:
             from jaxlic.quant.graph import IntegerGraph
@@ -141,26 +154,90 @@ class ModelPackage:
                 integer = IntegerGraph.from_arrays(integer_spec, arrays, "integer")
             except IntegerizationError as exc:
                 raise PackageError(f"model package has a bad integer graph: {exc}") from None
-        package = cls(config, params, tables, arrays.get("tables/scale_table"), integer)
-        package.check_complete()
-        return package
+        return cls(config, params, tables, scale_table, integer)
 
-    def check_complete(self) -> None:
-        """PackageError unless the parameters fit the config and the needed tables are there."""
-        model = self.model
+
+def _check_params(config: ModelConfig, params: dict) -> bool:
+    """PackageError unless the parameters fit the config's model (shapes, finite float32);
+    returns whether the model is a hyperprior."""
+    try:
+        model = build_model(config)
         expected = jax.eval_shape(lambda: init_params(model, 0))
-        want = {k: v.shape for k, v in traverse_util.flatten_dict(expected, sep="/").items()}
-        have = {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(self.params, sep="/").items()}
-        if want != have:
-            missing = sorted(set(want) - set(have))[:3]
-            wrong = sorted(k for k in set(want) & set(have) if want[k] != have[k])[:3]
-            raise PackageError(
-                f"parameters do not fit {self.config.arch} (N={self.config.N}, M={self.config.M}): "
-                f"missing {missing}, wrong shape {wrong}"
-            )
-        needed = {"bottleneck", "gaussian"} if model.hyper else {"bottleneck"}
-        if not needed <= set(self.tables) or (model.hyper and self.scale_table is None):
-            raise PackageError("model package has no coding tables; run build_tables first")
+    except ConfigError as exc:
+        raise PackageError(f"model package config cannot be built: {exc}") from None
+    want = {k: v.shape for k, v in traverse_util.flatten_dict(expected, sep="/").items()}
+    flat = traverse_util.flatten_dict(params, sep="/")
+    have = {k: tuple(v.shape) for k, v in flat.items()}
+    if want != have:
+        missing = sorted(set(want) - set(have))[:3]
+        wrong = sorted(k for k in set(want) & set(have) if want[k] != have[k])[:3]
+        raise PackageError(
+            f"parameters do not fit {config.arch} (N={config.N}, M={config.M}): "
+            f"missing {missing}, wrong shape {wrong}"
+        )
+    bad = sorted(k for k, v in flat.items() if v.dtype != jnp.float32 or not bool(jnp.all(jnp.isfinite(v))))
+    if bad:
+        raise PackageError(f"parameters must be finite float32; {bad[:3]} are not")
+    return model.hyper
+
+
+def _checked_config(config: ModelConfig) -> ModelConfig:
+    """The config, if its fields have the types and ranges a model can be built from."""
+    def is_int(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    ok = (isinstance(config.arch, str) and all(is_int(v) for v in (config.quality, config.N, config.M))
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  for v in (config.width, config.lmbda))
+          and config.width > 0 and config.lmbda >= 0)
+    if not ok:
+        raise PackageError(f"model config has a field of the wrong type or range: {config}")
+    return config
+
+
+# Far above CompressAI's 64 and jaxlic's 256; bounds what a package can make the loader allocate.
+MAX_SCALE_LEVELS = 4096
+
+
+def _check_scale_table(scale_table: np.ndarray) -> None:
+    """PackageError unless the scale table is 1..MAX_SCALE_LEVELS positive, finite, increasing
+    float64 scales."""
+    ok = (scale_table.dtype == np.float64 and scale_table.ndim == 1 and 1 <= scale_table.size <= MAX_SCALE_LEVELS
+          and bool(np.all(np.isfinite(scale_table)) and np.all(scale_table > 0)
+                   and np.all(np.diff(scale_table) > 0)))
+    if not ok:
+        raise PackageError(f"the scale table must be 1..{MAX_SCALE_LEVELS} increasing positive float64 scales")
+
+
+# Array dtypes a package may hold: numbers only, little-endian (no objects, strings, records).
+_ARRAY_KINDS = "iuf"
+
+
+def _dtype(text) -> np.dtype | None:
+    """The numpy dtype a header names, or None for anything that is not a dtype name."""
+    try:
+        return np.dtype(text) if isinstance(text, str) else None
+    except TypeError:
+        return None
+
+
+def _read_arrays(index, body: bytes) -> dict[str, np.ndarray]:
+    """The arrays the header's index names, each checked to lie inside the body exactly."""
+    if not isinstance(index, list):
+        raise PackageError("the array index is not a list")
+    arrays = {}
+    for entry in index:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or entry["name"] in arrays:
+            raise PackageError(f"bad or repeated array entry {str(entry)[:80]}")
+        dtype = _dtype(entry.get("dtype"))
+        shape, offset, nbytes = entry.get("shape"), entry.get("offset"), entry.get("nbytes")
+        sizes = shape + [offset, nbytes] if isinstance(shape, list) else None
+        if (dtype is None or dtype.kind not in _ARRAY_KINDS or dtype.byteorder == ">"
+                or sizes is None or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in sizes)
+                or math.prod(shape) * dtype.itemsize != nbytes or offset + nbytes > len(body)):
+            raise PackageError(f"array {entry['name']!r} does not lie in the package as its entry says")
+        arrays[entry["name"]] = np.frombuffer(body, dtype, nbytes // dtype.itemsize, offset).reshape(shape).copy()
+    return arrays
 
 
 class Transforms:

@@ -3,6 +3,9 @@
 Symbols are grouped by table and each group is coded with one model call, so there is no
 Python loop per symbol. A value outside its table's range is coded as the overflow symbol,
 followed (after all regular symbols) by its zigzag-mapped excess in 4-bit chunks.
+
+A stream decodes only if it is exactly what `encode` writes for the decoded values: trailing,
+missing or altered words are a BitstreamError, never a silently different image.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import numpy as np
 import constriction
 
 from jaxlic.entropy.tables import TOTAL, CodingTables
-from jaxlic.errors import BitstreamError
+from jaxlic.errors import BitstreamError, PackageError
 
 CHUNK_BITS = 4
 MAX_CHUNKS = 8  # escapes up to 2^32 - 1
+MAX_MAGNITUDE = 1 << 31  # values must fit int32 (and their escapes MAX_CHUNKS chunks)
 _COUNT_MODEL = constriction.stream.model.Uniform(MAX_CHUNKS + 1)
 _CHUNK_MODEL = constriction.stream.model.Uniform(1 << CHUNK_BITS)
 
@@ -44,9 +48,18 @@ class SymbolCoder:
         return table_index
 
     def encode(self, values: np.ndarray, table_index: np.ndarray) -> bytes:
-        """Range-code `values` (any integer array) with their tables; returns the bytes."""
-        values = np.asarray(values, np.int64).ravel()
-        table_index = self._check_index(table_index)
+        """Range-code `values` (integers, or floats holding integers) with their tables; returns
+        the bytes. PackageError for non-finite or uncodably large values: only a diverged or
+        tampered model produces them."""
+        values = np.asarray(values)
+        finite = np.all(np.isfinite(values)) and np.abs(values).max(initial=0) < MAX_MAGNITUDE
+        data = self._encode(values.astype(np.int64).ravel(), self._check_index(table_index)) if finite else None
+        if data is None:
+            raise PackageError("the model produced non-finite or too large latents (diverged or tampered parameters?)")
+        return data
+
+    def _encode(self, values: np.ndarray, table_index: np.ndarray) -> bytes | None:
+        """The coded bytes of flat int64 values, or None when an escape does not fit its chunks."""
         if values.shape != table_index.shape:
             raise ValueError("values and table_index must have the same number of elements")
         overflow = (self.tables.lengths - 1).astype(np.int64)[table_index]
@@ -54,7 +67,7 @@ class SymbolCoder:
         escaped = (symbols < 0) | (symbols >= overflow)
         excess = np.where(symbols < 0, -2 * symbols - 1, 2 * (symbols - overflow))[escaped]
         if excess.size and excess.max() >= 1 << (CHUNK_BITS * MAX_CHUNKS):
-            raise ValueError("a latent value is too large to code (diverged model?)")
+            return None
         symbols = np.where(escaped, overflow, symbols).astype(np.int32)
 
         encoder = constriction.stream.queue.RangeEncoder()
@@ -91,11 +104,13 @@ class SymbolCoder:
                 symbols[escaped] = np.where(
                     excess % 2 == 1, -(excess + 1) // 2, overflow[escaped] + excess // 2
                 )
-        except BitstreamError:
-            raise
         except Exception as exc:  # constriction reports invalid data as ValueError/RuntimeError
             raise BitstreamError(f"entropy-coded stream is corrupt: {exc}") from None
-        return symbols + self.tables.offsets.astype(np.int64)[table_index]
+        values = symbols + self.tables.offsets.astype(np.int64)[table_index]
+        if np.abs(values).max(initial=0) >= MAX_MAGNITUDE or self._encode(values, table_index) != data:
+            raise BitstreamError("entropy-coded stream is not exactly the coding of its symbols "
+                                 "(trailing, missing or altered words)")
+        return values
 
 
 def _chunk_counts(excess: np.ndarray) -> np.ndarray:

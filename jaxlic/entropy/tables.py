@@ -15,6 +15,7 @@ from jaxlic.errors import PackageError
 
 PRECISION = 16
 TOTAL = 1 << PRECISION
+MAX_SYMBOLS = TOTAL // 2  # every symbol needs a frequency >= 1
 
 
 def quantize_pmf(pmf: np.ndarray, tail_mass: float) -> np.ndarray:
@@ -25,7 +26,7 @@ def quantize_pmf(pmf: np.ndarray, tail_mass: float) -> np.ndarray:
     if not np.isfinite(total) or total <= 0:
         raise ValueError("cannot build a coding table from an empty or non-finite pmf")
     n = probs.size
-    if n > TOTAL // 2:
+    if n > MAX_SYMBOLS:
         raise ValueError(f"a coding table of {n} symbols does not fit {PRECISION}-bit precision")
     freqs = np.floor(probs / total * (TOTAL - n)).astype(np.int64) + 1
     freqs[np.argmax(freqs)] += TOTAL - freqs.sum()
@@ -55,9 +56,12 @@ class CodingTables:
         """Raise PackageError unless the arrays form consistent tables."""
         ok = (
             self.freqs.ndim == 2
+            and self.freqs.dtype.kind == "u"
+            and self.lengths.dtype == self.offsets.dtype == np.int32
             and self.lengths.shape == self.offsets.shape == (self.freqs.shape[0],)
             and np.all(self.lengths >= 2)
-            and np.all(self.lengths <= self.freqs.shape[1])
+            and np.all(self.lengths <= min(self.freqs.shape[1], MAX_SYMBOLS))
+            and np.all(np.abs(self.offsets) <= TOTAL)
         )
         if ok:
             mask = np.arange(self.freqs.shape[1])[None] < self.lengths[:, None]
@@ -73,20 +77,25 @@ class CodingTables:
                 f"{prefix}/lengths": self.lengths, f"{prefix}/offsets": self.offsets}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> "CodingTables":
-        """Inverse of `to_arrays`, validated."""
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str, count: int | None = None) -> "CodingTables":
+        """Inverse of `to_arrays`, validated; with `count`, PackageError unless there are that
+        many tables (checked before the tables are expanded)."""
         try:
             lengths, offsets = arrays[f"{prefix}/lengths"], arrays[f"{prefix}/offsets"]
+            if lengths.dtype != np.int32 or (count is not None and lengths.shape != (count,)):
+                raise PackageError(f"{prefix}: expected {count or 'some'} int32 table lengths, "
+                                   f"got {lengths.dtype} {lengths.shape}")
             if f"{prefix}/freqs" in arrays:  # packages written before tables were packed
                 return cls._validated(arrays[f"{prefix}/freqs"], lengths, offsets)
             packed = arrays[f"{prefix}/packed_freqs"]
         except KeyError as exc:
             raise PackageError(f"model package lacks coding table {exc.args[0]!r}") from None
-        if lengths.ndim != 1 or np.any(lengths < 2) or int(lengths.sum()) != packed.size:
+        if (lengths.ndim != 1 or lengths.size == 0 or packed.dtype != np.uint16 or np.any(lengths < 2)
+                or np.any(lengths > MAX_SYMBOLS) or int(lengths.sum(dtype=np.int64)) != packed.size):
             raise PackageError("coding tables are inconsistent (corrupt model package?)")
         freqs = np.zeros((lengths.size, int(lengths.max())), np.uint32)
         freqs[_used(lengths, freqs.shape[1])] = packed
-        return cls._validated(freqs, lengths.astype(np.int32), offsets)
+        return cls._validated(freqs, lengths, offsets)
 
     @classmethod
     def _validated(cls, freqs: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> "CodingTables":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import os
 import struct
 from collections.abc import Sequence
@@ -43,6 +44,9 @@ _HPKE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 _WRAPPED_KEY_SIZE = 32 + 32 + TAG_SIZE  # HPKE enc || AES-GCM(content key)
 _HPKE_INFO = b"jaxlic sealed blob v1 content key\x00"
 _HEADER_FIELDS = {"metadata", "nonce", "owner", "recipients"}
+# Metadata is plain, shallow JSON: nesting and numbers any reader (or `jaxlic inspect`) handles.
+MAX_METADATA_DEPTH = 32
+_INT_RANGE = (-(1 << 63), 1 << 64)
 _RECIPIENT_FIELDS = {"kid", "wrapped_key"}
 
 
@@ -107,19 +111,36 @@ def _is_kid(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
 
 
+def _check_metadata(value: Any, depth: int = 0) -> None:
+    """SealError unless `value` is nested at most MAX_METADATA_DEPTH deep and every number is a
+    64-bit integer or a finite float."""
+    if depth > MAX_METADATA_DEPTH:
+        raise SealError(f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep")
+    if isinstance(value, dict) or isinstance(value, list):
+        for item in value.values() if isinstance(value, dict) else value:
+            _check_metadata(item, depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise SealError("metadata holds a number that is not finite")
+    elif isinstance(value, int) and not isinstance(value, bool) and not _INT_RANGE[0] <= value < _INT_RANGE[1]:
+        raise SealError("metadata holds an integer beyond 64 bits")
+
+
 def _parse_header(raw: memoryview) -> dict[str, Any]:
     """Decode and validate the header JSON; every deviation from the schema is a SealError."""
     try:
         header = json.loads(
             bytes(raw).decode("utf-8"), object_pairs_hook=_strict_object, parse_constant=_reject_constant
         )
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise SealError("sealed blob header is not valid UTF-8 JSON") from None
+    except SealError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: JSON syntax, huge integers
+        raise SealError("sealed blob header is not valid UTF-8 JSON (or nests or counts beyond limits)") from None
     if not isinstance(header, dict) or set(header) != _HEADER_FIELDS:
         raise SealError(f"sealed blob header must have exactly the fields {sorted(_HEADER_FIELDS)}")
     recipients = header["recipients"]
     if not _is_kid(header["owner"]) or not isinstance(header["metadata"], dict):
         raise SealError("sealed blob header: malformed owner or metadata")
+    _check_metadata(header["metadata"])
     _b64(header["nonce"], NONCE_SIZE, "nonce")
     if not isinstance(recipients, list) or not recipients:
         raise SealError("sealed blob header names no recipients")
@@ -164,6 +185,7 @@ def seal(
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):
         raise SealError(f"metadata must be a dict, got {type(metadata).__name__}")
+    _check_metadata(metadata)
     owner_kid = fingerprint(owner)
     content_key = AESGCM.generate_key(bit_length=256)
     # The content key is fresh per blob, so a random nonce is belt and braces, not a necessity.

@@ -25,6 +25,11 @@ class PackageError(JaxlicError, ValueError):
     """A model package file is missing, corrupt or of an unknown version."""
 
 
+class PathError(JaxlicError, ValueError):
+    """A command's input is missing, or its output would overwrite an input, a key or (without
+    --force) an existing file, or cannot be written where it is named."""
+
+
 class DataError(JaxlicError, ValueError):
     """A training or evaluation data set is empty or unusable."""
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from jaxlic.cli import add_force_option, check_paths
+from jaxlic.images import MAX_PIXELS
+
 BITSTREAM_SUFFIX = ".jxlc"
 
 
@@ -16,12 +19,14 @@ def register(subparsers) -> None:
     p.add_argument("input", type=Path, help="an image file or a folder of images")
     p.add_argument("output", type=Path, help="bitstream file, or folder when the input is a folder")
     p.add_argument("--model", required=True, type=Path, help="model package (.jxlm)")
+    _add_codec_options(p)
     p.set_defaults(func=_compress)
 
     p = subparsers.add_parser("decompress", help="decode bitstreams into PNG images")
     p.add_argument("input", type=Path, help="a bitstream or a folder of bitstreams")
     p.add_argument("output", type=Path, help="image file, or folder when the input is a folder")
     p.add_argument("--model", required=True, type=Path, help="model package that encoded them")
+    _add_codec_options(p)
     p.set_defaults(func=_decompress)
 
     p = subparsers.add_parser("info", help="what a bitstream or model package holds")
@@ -32,22 +37,33 @@ def register(subparsers) -> None:
     p.set_defaults(func=_models)
 
 
-def _pairs(source: Path, target: Path, inputs: list[Path], suffix: str) -> list[tuple[Path, Path]]:
+def _add_codec_options(parser) -> None:
+    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                        help=f"refuse larger images (default {MAX_PIXELS:,}; memory grows with pixels)")
+    add_force_option(parser)
+
+
+def _pairs(args, inputs: list[Path], suffix: str) -> list[tuple[Path, Path]]:
+    """(input, output) files, checked to be safe to write before any work starts."""
+    source, target = args.input, args.output
     if source.is_dir():
-        return [(f, target / f.relative_to(source).with_suffix(suffix)) for f in inputs]
-    return [(source, target)]
+        pairs = [(f, target / f.relative_to(source).with_suffix(suffix)) for f in inputs]
+    else:
+        pairs = [(source, target)]
+    check_paths([args.model, *inputs], [out for _, out in pairs], args.force)
+    return pairs
 
 
 def _compress(args: argparse.Namespace) -> int:
     from jaxlic.codec import Bitstream, compress, load
     from jaxlic.images import atomic_path, list_images
 
-    package = load(args.model)
     inputs = list_images(args.input) if args.input.is_dir() else [args.input]
+    pairs = _pairs(args, inputs, BITSTREAM_SUFFIX)
+    package = load(args.model)
     total_bytes = total_pixels = 0
-    for source, target in tqdm(_pairs(args.input, args.output, inputs, BITSTREAM_SUFFIX),
-                               desc="compress", unit="img", disable=len(inputs) < 2):
-        data = compress(package, source)
+    for source, target in tqdm(pairs, desc="compress", unit="img", disable=len(inputs) < 2):
+        data = compress(package, source, args.max_pixels)
         with atomic_path(target) as tmp:
             tmp.write_bytes(data)
         header = Bitstream.from_bytes(data)
@@ -59,13 +75,16 @@ def _compress(args: argparse.Namespace) -> int:
 
 def _decompress(args: argparse.Namespace) -> int:
     from jaxlic.codec import decompress, load
+    from jaxlic.errors import DataError
     from jaxlic.images import write_image
 
-    package = load(args.model)
     inputs = sorted(args.input.rglob(f"*{BITSTREAM_SUFFIX}")) if args.input.is_dir() else [args.input]
-    for source, target in tqdm(_pairs(args.input, args.output, inputs, ".png"),
-                               desc="decompress", unit="img", disable=len(inputs) < 2):
-        write_image(target, decompress(package, source.read_bytes()))
+    if not inputs:
+        raise DataError(f"{args.input}: no {BITSTREAM_SUFFIX} bitstreams in this folder or its sub-folders")
+    pairs = _pairs(args, inputs, ".png")
+    package = load(args.model)
+    for source, target in tqdm(pairs, desc="decompress", unit="img", disable=len(inputs) < 2):
+        write_image(target, decompress(package, source.read_bytes(), max_pixels=args.max_pixels))
     print(f"{len(inputs)} image(s) decoded")
     return 0
 

@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from jaxlic.cli import add_force_option, check_paths
 from jaxlic.errors import SecurityError
 from jaxlic.secure.keys import (
     fingerprint,
@@ -85,6 +86,7 @@ def _watermark_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_seal(args: argparse.Namespace) -> int:
+    check_paths([Path(args.input), Path(args.owner_key), *map(Path, args.to)], [Path(args.output)], args.force)
     owner = load_private_key(args.owner_key, _passphrase(args), kind="ed25519")
     recipients = [load_public_key(path, kind="x25519") for path in args.to]
     out = seal_file(args.input, args.output, recipients, owner, dict(args.meta))
@@ -95,6 +97,7 @@ def _cmd_seal(args: argparse.Namespace) -> int:
 
 
 def _cmd_open(args: argparse.Namespace) -> int:
+    check_paths([Path(args.input), Path(args.key), Path(args.owner)], [Path(args.output)], args.force)
     recipient = load_private_key(args.key, _passphrase(args), kind="x25519")
     owner = load_public_key(args.owner, kind="ed25519")
     contents = open_file(args.input, args.output, recipient, owner)
@@ -134,6 +137,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--to", action="append", required=True, metavar="PUB", help="a recipient public key; repeat")
     p.add_argument("--meta", action="append", default=[], type=_meta_item, metavar="KEY=VALUE",
                    help="public metadata stored (authenticated, not encrypted) in the header; repeat")
+    add_force_option(p)
     _add_passphrase_options(p)
     p.set_defaults(func=_cmd_seal)
 
@@ -142,6 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--key", required=True, help="your private recipient key (X25519 PEM)")
     p.add_argument("--owner", required=True, help="the owner's public key (Ed25519 PEM) to verify against")
+    add_force_option(p)
     _add_passphrase_options(p)
     p.set_defaults(func=_cmd_open)
 

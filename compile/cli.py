@@ -1,15 +1,18 @@
-"""`jaxlic-compile`: lower, disassemble, simulate and time VTA programs; size models for a board."""
+"""`jaxlic-compile`: build deployment bundles from integer packages, run and inspect them, estimate a
+board's decode speed; lower, disassemble, simulate and time single VTA programs; size models for a board."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from jaxlic.errors import JaxlicError, VTAScheduleError
+from jaxlic.errors import BundleError, JaxlicError, VTAScheduleError
 
+SYNTHETIC = ("factorized", "hyperprior")  # decoders of random weights at a width (compile.vta.network)
 LAYER_KEYS = {"kind": str, "cin": int, "cout": int, "k": int, "s": int, "p": int, "op": int, "shift": int,
               "lo": int, "hi": int}
 
@@ -46,7 +49,7 @@ def parse_layer(text: str):
 
 
 def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    cells = [[fmt.format(row[key]) for key, _, fmt in columns] for row in rows]
+    cells = [["-" if row[key] is None else fmt.format(row[key]) for key, _, fmt in columns] for row in rows]
     widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (_, title, _) in enumerate(columns)]
     lines = ["  ".join(t.rjust(w) for (_, t, _), w in zip(columns, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
@@ -126,17 +129,107 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 def cmd_estimate(args: argparse.Namespace) -> None:
     from compile.vta.config import load_config
+
+    config = load_config(args.board)
+    if args.model in SYNTHETIC:
+        return _estimate_synthetic(args, config)
+    from compile.deploy import estimate
+
+    report = estimate(args.model, config, args.resolution, progress=True)
+    print(f"# {report['model']} decoder, {args.resolution[0]}x{args.resolution[1]}, {config.name} "
+          f"({config.board.clock_mhz:g} MHz, {config.macs_per_cycle} MAC/cycle), host CPU {config.board.host_cpu}")
+    print(_placement_table(report["placement"]))
+    print(_split_lines(report))
+
+
+def _estimate_synthetic(args: argparse.Namespace, config) -> None:
     from compile.vta.network import BASE_CHANNELS, decoder, layer_table, lower_network, width_channels
 
-    config = load_config(args.config)
     network = decoder(args.model, args.resolution, width_channels(args.width, BASE_CHANNELS[args.base]))
     lowered = lower_network(network, config, progress=True)
-    print(f"# {network.name} decoder, {args.resolution[0]}x{args.resolution[1]}, {config.name} "
+    print(f"# {network.name} decoder (random weights), {args.resolution[0]}x{args.resolution[1]}, {config.name} "
           f"({config.board.clock_mhz:g} MHz, {config.macs_per_cycle} MAC/cycle)")
     print(_table(layer_table(lowered), [("layer", "layer", "{}"), ("in", "input", "{}"), ("out", "output", "{}"),
                                         ("tiling", "tile", "{}"), ("gmac", "GMAC", "{:.3f}"),
                                         ("cycles", "cycles", "{}"), ("ms", "ms", "{:.2f}"), ("util", "util", "{:.1%}")]))
     print(f"total: {1e3 / lowered.fps():.1f} ms per decode = {lowered.fps():.2f} fps (VTA layers only)")
+
+
+def _placement_table(rows: list[dict]) -> str:
+    rows = [{**row, "mmac": row["macs"] / 1e6} for row in rows]
+    return _table(rows, [("name", "layer/op", "{}"), ("placement", "where", "{}"), ("mmac", "MMAC", "{:.2f}"),
+                         ("cycles", "cycles", "{}"), ("ms", "ms", "{:.3f}"), ("util", "util", "{:.1%}")])
+
+
+def _split_lines(report: dict) -> str:
+    return (f"VTA share of decoder MACs: {report['vta_mac_share']:.1%}\n"
+            f"VTA layers: {1e3 * report['vta_s']:.1f} ms; host ops: {1e3 * report['host_s']:.1f} ms and entropy "
+            f"decoding {1e3 * report['entropy_s']:.1f} ms on the board CPU (measured here x{report['host_slowdown']:g})\n"
+            f"end-to-end bound: {report['fps']:.2f} fps (VTA layers alone: {report['vta_fps']:.2f} fps; "
+            f"host share of the decode time {report['host_share']:.0%})")
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from compile.deploy import build_bundle
+    from jaxlic.secure.keys import load_private_key, load_public_key
+
+    seal_to = load_public_key(args.seal_to, kind="x25519") if args.seal_to else None
+    owner = load_private_key(args.owner_key, kind="ed25519") if args.owner_key else None
+    _check_output(args.out, args.force, [args.model, args.seal_to, args.owner_key])
+    report = build_bundle(args.model, args.board, args.resolution, args.out, seal_to, owner)
+    for note in report["notes"]:
+        print(f"note: {note}")
+    print(f"wrote {args.out} ({report['bytes']} bytes, {'sealed' if seal_to else 'plain'}): {report['vta_layers']} "
+          f"layers on VTA ({report['vta_mac_share']:.1%} of the MACs), host libraries {', '.join(report['libraries'])}; "
+          f"compiled in {report['compile_s']:.1f} s")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from compile.runtime import BundleDecoder
+    from jaxlic.images import write_image
+    from jaxlic.secure.keys import load_private_key, load_public_key
+
+    key = load_private_key(args.key, kind="x25519") if args.key else None
+    owner = load_public_key(args.owner, kind="ed25519") if args.owner else None
+    _check_output(args.output, args.force, [args.bundle, args.stream, args.key, args.owner])
+    try:
+        data = Path(args.stream).read_bytes()
+    except OSError as exc:
+        raise BundleError(f"cannot read bitstream {args.stream}: {exc.strerror}") from None
+    decoder = BundleDecoder(args.bundle, key, owner, device=args.device, host=args.host)
+    image = decoder.decode(data)
+    write_image(args.output, image)
+    print(f"wrote {args.output} ({image.shape[1]}x{image.shape[0]}), decoded with {args.bundle} "
+          f"({len(decoder.layers)} VTA layers on the {args.device}, host ops in {args.host})")
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from compile.bundle import read_bundle
+
+    bundle = read_bundle(args.bundle)
+    m = bundle.manifest
+    print(f"{args.bundle}: {m['name']} ({'sealed' if bundle.sealed else 'plain'})")
+    print(f"  versions: {m['versions']}; model {m['model']}; package {m['package_fingerprint']}; "
+          f"graph sha256 {m['graph_sha256'][:16]}...")
+    print(f"  board {m['board']} (VTA bitstream {m['bitstream']}); resolution {m['resolution'][0]}x{m['resolution'][1]}; "
+          f"inputs {m['input_shapes']}")
+    print(f"  host libraries: {', '.join(f'{k} ({len(v)} bytes)' for k, v in bundle.libraries.items())}; "
+          f"payload {len(bundle.payload_blob)} bytes")
+    print(_placement_table(m["placement"]))
+    for entry in m["host_ops"]:
+        print(f"  host: {entry['op']}: {entry['reason']}")
+    print(f"VTA share of decoder MACs: {m['vta_mac_share']:.1%}")
+
+
+def _check_output(output: str, force: bool, inputs: list) -> None:
+    """Refuse to overwrite an input, or an existing file without --force."""
+    out = Path(output)
+    if any(p is not None and out.resolve() == Path(p).resolve() for p in inputs):
+        raise BundleError(f"{output} is also an input; choose another output path")
+    if out.is_dir():
+        raise BundleError(f"{output} is a directory; give a file path")
+    if out.exists() and not force:
+        raise BundleError(f"{output} exists; add --force to replace it")
 
 
 def cmd_size(args: argparse.Namespace) -> None:
@@ -185,21 +278,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mul", action="store_true", help="refuse ALU MUL (not on FPGA)")
     p.set_defaults(func=cmd_simulate)
 
-    for name, func, text in (("estimate", cmd_estimate, "per-layer cycles, utilization and fps of a decoder"),
-                             ("size", cmd_size, "largest width multiplier whose decoder meets an fps budget")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("--config", required=True, help="config name or JSON path")
-        p.add_argument("--model", choices=("factorized", "hyperprior"), default="hyperprior")
-        p.add_argument("--resolution", type=parse_resolution, required=True, metavar="WxH")
-        p.add_argument("--base", choices=("low", "high"), default="low",
-                       help="channels at width 1: low = (128, 192) qualities 1-5, high = (192, 320) qualities 6-8")
-        if name == "estimate":
-            p.add_argument("--width", type=float, default=1.0, help="width multiplier")
-        else:
-            from compile.vta.sizing import DEFAULT_WIDTHS
-            p.add_argument("--fps", type=float, required=True)
-            p.add_argument("--widths", type=float, nargs="+", default=list(DEFAULT_WIDTHS))
-        p.set_defaults(func=func)
+    p = sub.add_parser("estimate", help="per-layer VTA cycles, host time and the fps bound of a decoder on a board")
+    p.add_argument("--board", "--config", dest="board", required=True, help="VTA config name or JSON path")
+    p.add_argument("--model", required=True,
+                   help="integer-mode package (.jxlm), or a synthetic decoder: " + ", ".join(SYNTHETIC))
+    p.add_argument("--resolution", type=parse_resolution, required=True, metavar="WxH")
+    p.add_argument("--width", type=float, default=1.0, help="synthetic decoders: width multiplier")
+    p.add_argument("--base", choices=("low", "high"), default="low",
+                   help="synthetic decoders: channels at width 1: low = (128, 192), high = (192, 320)")
+    p.set_defaults(func=cmd_estimate)
+
+    from compile.vta.sizing import DEFAULT_WIDTHS
+    p = sub.add_parser("size", help="largest width multiplier whose decoder meets an fps budget")
+    p.add_argument("--board", "--config", dest="config", required=True, help="VTA config name or JSON path")
+    p.add_argument("--model", choices=SYNTHETIC, default="hyperprior")
+    p.add_argument("--resolution", type=parse_resolution, required=True, metavar="WxH")
+    p.add_argument("--base", choices=("low", "high"), default="low",
+                   help="channels at width 1: low = (128, 192) qualities 1-5, high = (192, 320) qualities 6-8")
+    p.add_argument("--fps", type=float, required=True)
+    p.add_argument("--widths", type=float, nargs="+", default=list(DEFAULT_WIDTHS))
+    p.set_defaults(func=cmd_size)
+
+    p = sub.add_parser("build", help="compile an integer package for a board into a deployment bundle (.jxvb)")
+    p.add_argument("--model", required=True, help="integer-mode package (.jxlm) from `jaxlic quantize`")
+    p.add_argument("--board", required=True, help="VTA config name (see vta_configs/) or JSON path")
+    p.add_argument("--resolution", type=parse_resolution, required=True, metavar="WxH",
+                   help="the image size the bundle decodes (as bitstreams declare it)")
+    p.add_argument("--out", required=True, help="bundle file to write")
+    p.add_argument("--seal-to", help="board's X25519 public key: seal the weights and programs to it")
+    p.add_argument("--owner-key", help="owner's Ed25519 private key: signs the sealed bundle")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("run", help="decode a jaxlic bitstream with a bundle (VTA layers on the simulator or board)")
+    p.add_argument("bundle")
+    p.add_argument("stream", help="a .jxlc bitstream of the bundle's model and resolution")
+    p.add_argument("-o", "--output", required=True, help="image to write (PNG, ...)")
+    p.add_argument("--key", help="board's X25519 private key (sealed bundles)")
+    p.add_argument("--owner", help="owner's Ed25519 public key (sealed bundles)")
+    p.add_argument("--device", choices=("sim", "pynq"), default="sim", help="where the VTA layers run")
+    p.add_argument("--host", choices=("tvm", "numpy"), default="tvm",
+                   help="host ops in the bundle's TVM library, or the NumPy integer reference (no TVM runtime)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("inspect", help="a bundle's manifest: versions, board, per-layer placement and cycles")
+    p.add_argument("bundle")
+    p.set_defaults(func=cmd_inspect)
     return parser
 
 

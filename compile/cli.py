@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxlic.errors import BundleError, JaxlicError, VTAScheduleError
+from jaxlic.cli import add_force_option, check_paths
+from jaxlic.errors import JaxlicError, VTAScheduleError
 
 SYNTHETIC = ("factorized", "hyperprior")  # decoders of random weights at a width (compile.vta.network)
 LAYER_KEYS = {"kind": str, "cin": int, "cout": int, "k": int, "s": int, "p": int, "op": int, "shift": int,
@@ -175,7 +176,7 @@ def cmd_build(args: argparse.Namespace) -> None:
 
     seal_to = load_public_key(args.seal_to, kind="x25519") if args.seal_to else None
     owner = load_private_key(args.owner_key, kind="ed25519") if args.owner_key else None
-    _check_output(args.out, args.force, [args.model, args.seal_to, args.owner_key])
+    check_paths([p for p in (args.model, args.seal_to, args.owner_key) if p], [args.out], args.force)
     report = build_bundle(args.model, args.board, args.resolution, args.out, seal_to, owner)
     for note in report["notes"]:
         print(f"note: {note}")
@@ -191,11 +192,8 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     key = load_private_key(args.key, kind="x25519") if args.key else None
     owner = load_public_key(args.owner, kind="ed25519") if args.owner else None
-    _check_output(args.output, args.force, [args.bundle, args.stream, args.key, args.owner])
-    try:
-        data = Path(args.stream).read_bytes()
-    except OSError as exc:
-        raise BundleError(f"cannot read bitstream {args.stream}: {exc.strerror}") from None
+    check_paths([p for p in (args.bundle, args.stream, args.key, args.owner) if p], [args.output], args.force)
+    data = Path(args.stream).read_bytes()
     decoder = BundleDecoder(args.bundle, key, owner, device=args.device, host=args.host)
     image = decoder.decode(data)
     write_image(args.output, image)
@@ -219,17 +217,6 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     for entry in m["host_ops"]:
         print(f"  host: {entry['op']}: {entry['reason']}")
     print(f"VTA share of decoder MACs: {m['vta_mac_share']:.1%}")
-
-
-def _check_output(output: str, force: bool, inputs: list) -> None:
-    """Refuse to overwrite an input, or an existing file without --force."""
-    out = Path(output)
-    if any(p is not None and out.resolve() == Path(p).resolve() for p in inputs):
-        raise BundleError(f"{output} is also an input; choose another output path")
-    if out.is_dir():
-        raise BundleError(f"{output} is a directory; give a file path")
-    if out.exists() and not force:
-        raise BundleError(f"{output} exists; add --force to replace it")
 
 
 def cmd_size(args: argparse.Namespace) -> None:
@@ -307,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="bundle file to write")
     p.add_argument("--seal-to", help="board's X25519 public key: seal the weights and programs to it")
     p.add_argument("--owner-key", help="owner's Ed25519 private key: signs the sealed bundle")
-    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    add_force_option(p)
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("run", help="decode a jaxlic bitstream with a bundle (VTA layers on the simulator or board)")
@@ -319,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("sim", "pynq"), default="sim", help="where the VTA layers run")
     p.add_argument("--host", choices=("tvm", "numpy"), default="tvm",
                    help="host ops in the bundle's TVM library, or the NumPy integer reference (no TVM runtime)")
-    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    add_force_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("inspect", help="a bundle's manifest: versions, board, per-layer placement and cycles")

@@ -23,7 +23,7 @@ from jaxlic.quant.fakequant import exp2i, floor_ste
 from jaxlic.quant.graph import IntegerGraph, Op, needed_ops, output_dtype_of
 
 Mode = Literal["int", "fake"]
-_ISQRT_BITS = tuple(1 << (30 - 2 * i) for i in range(16))
+_ISQRT_MAX = 46340  # floor(sqrt(2^31 - 1))
 
 
 def run_ops(ops: Sequence[Op], consts: Mapping[str, jax.Array], values: Mapping[str, jax.Array],
@@ -69,15 +69,15 @@ def _subpixel_form(op: Op, weight: np.ndarray) -> bool:
             and op.attrs["output_padding"] == op.attrs["stride"] - 1)
 
 
-def _isqrt(rest: jax.Array) -> jax.Array:
-    """floor(sqrt(n)) of int32 n >= 0: the digit-by-digit rounds of `intops.isqrt`."""
-    root = jnp.zeros_like(rest)
-    for bit in _ISQRT_BITS:
-        trial = root + bit
-        take = rest >= trial
-        rest = jnp.where(take, rest - trial, rest)
-        root = jnp.where(take, jnp.right_shift(root, 1) + bit, jnp.right_shift(root, 1))
-    return root
+def _isqrt(n: jax.Array) -> jax.Array:
+    """floor(sqrt(n)) of int32 n >= 0, exactly (as the digit-by-digit `intops.isqrt`), from a
+    float32 estimate corrected once each way: float32(n) is within 2^-24 relative of n, so the
+    estimate is within 0.01 of sqrt(n) <= 46341 and its floor within 1 of the answer. The
+    products stay in int32: the root is capped at 46340 (46340^2 <= 2^31 - 1) before squaring,
+    and (r + 1)^2 <= n is tested as n - r^2 > 2r once r^2 <= n. 3x faster than 16 digit rounds."""
+    root = jnp.minimum(jnp.floor(jnp.sqrt(n.astype(jnp.float32))).astype(jnp.int32), _ISQRT_MAX)
+    root = root - (root * root > n)
+    return root + (n - root * root > 2 * root)
 
 
 def _int_op(op: Op, args: list[jax.Array], c: dict[str, jax.Array], bits: int | None) -> jax.Array:
@@ -113,9 +113,14 @@ def _int_op(op: Op, args: list[jax.Array], c: dict[str, jax.Array], bits: int | 
     if op.kind == "add_channel":
         return x.astype(jnp.int32) + c["addend"]
     if op.kind == "scale_index":
-        # One fused compare-and-count (XLA does not materialize the thresholds axis), not one
-        # unrolled op per table scale.
-        return jnp.sum(x[..., None] > c["thresholds"], axis=-1, dtype=jnp.int32)
+        # A loop of whole-tensor compares, one per threshold column: on XLA CPU about 70x faster
+        # than one compare-and-count reduced over a minor thresholds axis (96 channels, 63 levels).
+        columns = c["thresholds"].T
+
+        def count_above(j, index):
+            return index + (x > columns[j]).astype(jnp.int32)
+
+        return jax.lax.fori_loop(0, columns.shape[0], count_above, jnp.zeros(x.shape, jnp.int32))
     raise AssertionError(f"validated graphs have no op {op.kind!r}")
 
 

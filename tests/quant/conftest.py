@@ -28,14 +28,14 @@ KODAK = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "kodak"
 
 
 @functools.lru_cache(maxsize=None)
-def _initial(arch: str, seed: int) -> dict:
+def _initial(arch: str, seed: int, width: float) -> dict:
     # GDN kinds share parameter shapes, so one (slow, first-use compiling) init per architecture.
-    return init_params(build_model(model_config(arch, 3, WIDTH)), seed)
+    return init_params(build_model(model_config(arch, 3, width)), seed)
 
 
 def lively_params(config, seed: int = 0) -> dict:
     model = build_model(config)
-    params = dict(_initial(config.arch, seed))
+    params = dict(_initial(config.arch, seed, config.width))
     rng = np.random.default_rng(seed)
     last_a = f"g_a_{max(int(k.rsplit('_', 1)[1]) for k in params if k.startswith('g_a_'))}"
     params[last_a] = {**params[last_a], "kernel": params[last_a]["kernel"] * 100}
@@ -52,6 +52,13 @@ def image_batch(count: int = 4, size: int = 128) -> np.ndarray:
     """Crops of the built-in photos as a float NHWC batch in [0, 1]."""
     images = [a for _, a in default_images()]
     return np.stack([images[i % len(images)][:size, :size] for i in range(count)]).astype(np.float32) / 255
+
+
+def lively_packages(arch: str, width: float, gdn: str = "gdn"):
+    """(float package, integer package) of a lively model at quality 3, calibrated on `image_batch`."""
+    config = model_config(arch, 3, width, gdn)
+    float_package = build_tables(config, lively_params(config))
+    return float_package, integerize(config, float_package.params, calibrate(config, float_package.params, [image_batch()]))
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,13 @@ import pytest
 
 from jaxlic.codec import compress, decompress
 from jaxlic.eval.metrics import psnr
-from jaxlic.quant import execute, reference
+from jaxlic.images import read_images
+from jaxlic.quant import execute, intops, reference
 from jaxlic.quant.codec import as_symbols
 from jaxlic.quant.exact_conv import plan_graph
 from jaxlic.quant.lowering import lower_decoder
 
-from conftest import CASES
+from conftest import CASES, KODAK, lively_packages
 
 
 def _random_inputs(graph, rng, size=(5, 7)):
@@ -43,6 +44,15 @@ def test_jax_equals_numpy_on_random_symbols(int_packages, arch, gdn):
             np.testing.assert_array_equal(got[name], want[name], err_msg=f"{name} (jit={jit})")
             assert got[name].dtype == want[name].dtype
     assert np.unique(want["pixels"]).size > 20
+
+
+def test_jax_isqrt_is_the_exact_floor_at_every_square_boundary():
+    """The float32-estimated root must land on floor(sqrt(n)) where the floor changes."""
+    roots = np.arange(46341, dtype=np.int64)
+    n = np.concatenate([roots ** 2 - 1, roots ** 2, roots ** 2 + 1, np.arange(4096), [2**31 - 2, 2**31 - 1]])
+    n = np.unique(np.clip(n, 0, 2**31 - 1)).astype(np.int32)
+    got = np.asarray(execute._isqrt(jnp.asarray(n)))
+    np.testing.assert_array_equal(got, intops.isqrt(n))
 
 
 @pytest.mark.parametrize("arch, gdn", CASES)
@@ -98,3 +108,15 @@ def test_integer_gdn_normalizer_within_documented_bound(int_packages, arch, gdn)
         assert error.max() <= bound["max_relative_error"], layer
         if gdn == "gdn":
             assert error.max() > 0  # the root rounds: the check compares something real
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not KODAK.is_dir(), reason="needs ../shared/data/kodak")
+@pytest.mark.parametrize("arch", ["bmshj2018-factorized", "bmshj2018-hyperprior"])
+def test_kodak_decodes_bit_exact_with_the_numpy_reference(arch):
+    """Width-0.5 models (every convolution on the float32 planes) on the 24 Kodak images."""
+    _, package = lively_packages(arch, 0.5)
+    assert None not in plan_graph(package.integer).values()
+    for name, image in read_images(KODAK):
+        data = compress(package, image)
+        np.testing.assert_array_equal(decompress(package, data), decompress(package, data, "numpy"), err_msg=name)

@@ -1,4 +1,6 @@
-"""The main job, end to end: train a small model, code real images, compare with JPEG, plot.
+"""The main job, end to end: train a small model, code real images, compare with JPEG, plot; then
+quantize it, compile it for VTA (the `sim` board) into a deployment bundle and decode the
+evaluation images through the bundle, checking they equal the integer package's own decode.
 
 Uses ../shared/data (training folders and Kodak) when it is there, else scikit-image's bundled
 photos (four to train on, two held out to evaluate), so it runs on any machine.
@@ -64,7 +66,44 @@ def run_demo(out: Path, steps: int, kodak_images: int = 6, progress: bool = True
     print(f"JPEG   : {jpeg_at_rate:.2f} dB PSNR at the same bpp (interpolated) -> "
           f"{summary['gain_db']:+.2f} dB for jaxlic")
     print(f"wrote {out / 'results.json'}, {out / 'rd.png'}, {out / 'run' / 'model.jxlm'}")
+    summary["deploy"] = deploy_demo(package, folders, images, out)
     return summary
+
+
+def deploy_demo(package, folders: tuple[str, ...], images: list[tuple[str, np.ndarray]], out: Path) -> dict:
+    """Quantize (post-training), build a `sim` bundle per image size, decode every evaluation
+    image through it and compare with the integer package's decode; returns the counts."""
+    from collections import defaultdict
+
+    from compile.deploy import build_bundle
+    from compile.runtime import BundleDecoder
+    from jaxlic.codec.api import compress, decompress
+    from jaxlic.quant.export import integerize
+    from jaxlic.quant.lowering import calibrate
+    from jaxlic.quant.qat import calibration_batches
+
+    calibration = calibrate(package.config, package.params, calibration_batches(folders, crop=128))
+    integer_path = out / "model-int8.jxlm"
+    integerize(package.config, package.params, calibration).save(integer_path)
+    integer = type(package).load(integer_path)
+    by_size = defaultdict(list)
+    for name, image in images:
+        by_size[(image.shape[1], image.shape[0])].append((name, image))
+    identical, total = 0, 0
+    for (width, height), group in by_size.items():
+        bundle = out / f"decoder-{width}x{height}.jxvb"
+        report = build_bundle(integer_path, "sim", (width, height), bundle, progress=False)
+        decoder = BundleDecoder(bundle)
+        print(f"built {bundle} in {report['compile_s']:.1f} s: {report['vta_layers']} layers on VTA "
+              f"({report['vta_mac_share']:.1%} of the decoder MACs)")
+        for name, image in group:
+            data = compress(integer, image)
+            same = np.array_equal(decoder.decode(data), decompress(integer, data))
+            identical, total = identical + same, total + 1
+            print(f"  {name}: {len(data)} bytes, VTA-simulator bundle decode "
+                  f"{'==' if same else '!='} integer package decode")
+    print(f"deployment: {identical}/{total} images decode identically through the VTA bundles")
+    return {"identical": identical, "images": total, "integer_package": str(integer_path)}
 
 
 __all__ = ["run_demo"]

@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--lambda", dest="lmbda", type=float, default=None, help="default: the zoo's lambda")
     p.add_argument("--data", type=Path, action="append", default=[], help="image folder (repeatable); default: built-in images")
     p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="global batch, split over every device of every host (each host loads its share)")
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
@@ -30,6 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, metrics.jsonl, model.jxlm)")
+    p.add_argument("--distributed", action="store_true",
+                   help="join a multi-host run found by JAX's cluster detection (SLURM, Open MPI, ...); "
+                        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID join one without it")
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser("eval", help="bpp (real bytes), PSNR, MS-SSIM and times of a package on a folder")
@@ -75,7 +79,10 @@ def _train_model(args: argparse.Namespace):
 
 def _train(args: argparse.Namespace) -> int:
     from jaxlic.train.loop import TrainConfig, Trainer
+    from jaxlic.train.parallel import initialize_distributed, is_primary
     from jaxlic.train.task import codec_task
+
+    initialize_distributed(auto_detect=args.distributed)  # before anything runs on a device
 
     config = TrainConfig(
         data=tuple(str(d) for d in args.data), steps=args.steps, batch_size=args.batch_size,
@@ -84,7 +91,8 @@ def _train(args: argparse.Namespace) -> int:
     )
     model, initial = _train_model(args)
     Trainer(config, codec_task(model, args.metric, initial_params=initial), args.out).run()
-    print(f"wrote {args.out / 'model.jxlm'}")
+    if is_primary():
+        print(f"wrote {args.out / 'model.jxlm'}")
     return 0
 
 

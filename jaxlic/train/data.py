@@ -136,15 +136,17 @@ class Batches:
         flip_h, flip_v = rng.integers(0, 2, size=2) if self.flips else (0, 0)
         return patch[::-1 if flip_v else 1, ::-1 if flip_h else 1]
 
-    def batch(self, index: int) -> np.ndarray:
-        """Batch `index` (>= 0) as float32 of shape (batch_size, crop, crop, 3) in [0, 1]."""
+    def batch(self, index: int, rows: range | None = None) -> np.ndarray:
+        """Batch `index` (>= 0) as float32 of shape (batch_size, crop, crop, 3) in [0, 1]; with
+        `rows`, only those samples of it (a host's share in a multi-host run)."""
         if index < 0:
             raise ConfigError(f"batch index must be >= 0, got {index}")
+        rows = range(self.batch_size) if rows is None else rows
         n = len(self._images)
         first = index * self.batch_size
         orders: dict[int, np.ndarray] = {}
-        out = np.empty((self.batch_size, self.crop, self.crop, 3), dtype=np.float32)
-        for j, k in enumerate(range(first, first + self.batch_size)):
+        out = np.empty((len(rows), self.crop, self.crop, 3), dtype=np.float32)
+        for j, k in enumerate(first + row for row in rows):
             epoch = k // n
             if epoch not in orders:
                 orders[epoch] = self._epoch_order(epoch)
@@ -152,9 +154,11 @@ class Batches:
         out /= np.float32(255.0)  # exactly uint8 / 255 in float32
         return out
 
-    def iterate(self, start: int = 0, stop: int | None = None, prefetch: int = 4) -> Prefetcher:
-        """Batches start, start+1, ... (up to `stop`, exclusive) computed ahead in a background thread."""
-        return Prefetcher(self.batch, start, stop, prefetch)
+    def iterate(self, start: int = 0, stop: int | None = None, prefetch: int = 4,
+                rows: range | None = None) -> Prefetcher:
+        """Batches start, start+1, ... (up to `stop`, exclusive; only `rows` of each when given)
+        computed ahead in a background thread."""
+        return Prefetcher(lambda index: self.batch(index, rows), start, stop, prefetch)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return self.iterate()

@@ -3,6 +3,10 @@
 A run directory holds `checkpoints/` (orbax), `metrics.jsonl`, `config.json` and, at the end,
 the task's artifact (for codec tasks `model.jxlm`). Batch i and the step's noise are pure
 functions of (seed, i), so a resumed run reproduces an uninterrupted one.
+
+Multi-host: every process runs the same Trainer; each loads only its rows of every global
+batch, orbax coordinates the checkpoints, and process 0 alone writes config.json,
+metrics.jsonl, the progress bar and the artifact.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from tqdm.auto import tqdm
 
 from jaxlic.errors import ConfigError
 from jaxlic.train.data import Batches, ImageSet
-from jaxlic.train.parallel import data_parallel
+from jaxlic.train.parallel import data_parallel, initialize_distributed, is_primary, local_value
 from jaxlic.train.step import DECAYS, TrainState, init_state, make_optimizer, make_train_step
 from jaxlic.train.task import Task, describe
 
@@ -55,6 +59,7 @@ class Trainer:
     """One run of a task: data, optimizer, the jitted step, checkpoints and logs."""
 
     def __init__(self, config: TrainConfig, task: Task, run_dir: str | Path, progress: bool = True):
+        initialize_distributed()  # joins a run named by JAX_COORDINATOR_ADDRESS; else nothing
         self.config = config
         self.task = task
         self.run_dir = Path(run_dir)
@@ -63,6 +68,7 @@ class Trainer:
                                  config.warmup, config.decay)
         self.step_fn = make_train_step(task.forward, task.terms, self.tx)
         self.parallel = data_parallel(config.batch_size)
+        self.primary = is_primary()
 
     def initial_state(self) -> TrainState:
         return init_state(self.task.init_params(self.config.seed), self.tx, self.task.terms, self.config.seed)
@@ -73,44 +79,47 @@ class Trainer:
 
     def run(self, until: int | None = None):
         """Train to `config.steps` (resuming from the latest checkpoint); return the task's
-        artifact (for codec tasks, the model package).
+        artifact (for codec tasks, the model package) on process 0, None on the others.
 
         With `until`, stop after that step with a checkpoint and return None: a run in slices
         (or one that was interrupted) continues exactly where it stopped.
         """
         stop = self.config.steps if until is None else min(until, self.config.steps)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._check_config_file()
-        state = self.initial_state()
+        if self.primary:
+            self._check_config_file()
+        state = self.parallel.put_state(self.initial_state())
         options = ocp.CheckpointManagerOptions(max_to_keep=2, save_interval_steps=self.config.checkpoint_every)
         with ocp.CheckpointManager((self.run_dir / "checkpoints").absolute(), options=options) as manager:
             if manager.latest_step() is not None:
                 state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(state))
-            state = self.parallel.put_state(state)
-            start = int(state.step)
+            start = int(local_value(state.step))
             batches = self._batches()
-            log = (self.run_dir / "metrics.jsonl").open("a")
-            bar = tqdm(total=self.config.steps, initial=start, desc="train", unit="step", disable=not self.progress)
+            rows = self.parallel.local_rows(self.config.batch_size)
+            log = (self.run_dir / "metrics.jsonl").open("a") if self.primary else None
+            bar = tqdm(total=self.config.steps, initial=start, desc="train", unit="step",
+                       disable=not (self.progress and self.primary))
             try:
-                with batches.iterate(start, max(start, stop)) as stream:
+                with batches.iterate(start, max(start, stop), rows=rows) as stream:
                     for batch in stream:
                         state, metrics = self.step_fn(state, self.parallel.put_batch(batch))
                         if self.task.between_steps is not None:
                             state = self.task.between_steps(state, batch)
-                        step = int(state.step)
-                        if step % self.config.log_every == 0 or step == self.config.steps:
-                            self._log(log, bar, step, metrics)
+                        step = int(local_value(state.step))
+                        if log and (step % self.config.log_every == 0 or step == self.config.steps):
+                            self._log(log, bar, step, local_value(metrics))
                         manager.save(step, args=ocp.args.StandardSave(state))
                         bar.update(1)
-                if manager.latest_step() != int(state.step):
-                    manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
+                if manager.latest_step() != int(local_value(state.step)):
+                    manager.save(int(local_value(state.step)), args=ocp.args.StandardSave(state), force=True)
                 manager.wait_until_finished()
             finally:
                 bar.close()
-                log.close()
-        if int(state.step) < self.config.steps:
+                if log:
+                    log.close()
+        if int(local_value(state.step)) < self.config.steps or not self.primary:
             return None
-        return self.task.finalize(jax.device_get(state.params), self.run_dir)
+        return self.task.finalize(local_value(state.params), self.run_dir)
 
     def _log(self, log, bar, step: int, metrics: dict) -> None:
         record = {"step": step, "time": time.time(), **{k: float(v) for k, v in metrics.items()}}

@@ -171,6 +171,59 @@ def test_malformed_headers_are_seal_errors_even_when_signed(header):
     _assert_refused(_resign(body))
 
 
+def _header_with_metadata(metadata: bytes) -> bytes:
+    blob = _sealed()
+    header_len = struct.unpack_from(">I", blob, 10)[0]
+    header = blob[14 : 14 + header_len].replace(json.dumps(META, separators=(",", ":")).encode(), metadata)
+    assert header != blob[14 : 14 + header_len]
+    return _resign(struct.pack(">8sHI", sealing.MAGIC, 1, len(header)) + header + blob[14 + header_len : -64])
+
+
+@pytest.mark.parametrize("metadata", [
+    b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # RecursionError in json before the fix
+    b'{"a":' + b"[" * 40 + b"]" * 40 + b"}",  # parses, but deeper than anything metadata needs
+    b'{"a":' + b"9" * 5000 + b"}",  # beyond Python's int-from-text limit: ValueError before the fix
+    b'{"a":' + b"9" * 30 + b"}",
+    b'{"a":1e999}',  # parses as infinity
+])
+def test_deep_or_huge_metadata_is_a_seal_error_even_when_signed(metadata):
+    blob = _header_with_metadata(metadata)
+    for read in (read_header, lambda b: verify_sealed(b, OWNER.public_key())):
+        with pytest.raises(SealError):
+            read(blob)
+    _assert_refused(blob)
+
+
+def test_metadata_that_readers_would_refuse_is_refused_when_sealing():
+    deep: dict = {}
+    for _ in range(40):
+        deep = {"a": deep}
+    for metadata in (deep, {"n": 2**70}, {"x": float("inf")}):
+        with pytest.raises(SealError):
+            _sealed(metadata=metadata)
+
+
+def test_cli_never_overwrites_inputs_or_keys(tmp_path, capsys):
+    for name in ("owner", "alice"):
+        assert main(["keygen", "owner" if name == "owner" else "recipient", str(tmp_path / name)]) == 0
+    (tmp_path / "m.bin").write_bytes(PAYLOAD)
+    seal_args = ["--owner-key", str(tmp_path / "owner.key"), "--to", str(tmp_path / "alice.pub")]
+    alice_key = (tmp_path / "alice.key").read_bytes()
+    assert main(["seal", str(tmp_path / "m.bin"), "-o", str(tmp_path / "alice.key"), "--force", *seal_args]) == 2
+    assert main(["seal", str(tmp_path / "m.bin"), "-o", str(tmp_path / "m.bin"), "--force", *seal_args]) == 2
+    assert (tmp_path / "alice.key").read_bytes() == alice_key and (tmp_path / "m.bin").read_bytes() == PAYLOAD
+    assert main(["seal", str(tmp_path / "m.bin"), "-o", str(tmp_path / "s"), *seal_args]) == 0
+    sealed = (tmp_path / "s").read_bytes()
+    open_args = ["--key", str(tmp_path / "alice.key"), "--owner", str(tmp_path / "owner.pub")]
+    assert main(["open", str(tmp_path / "s"), "-o", str(tmp_path / "s"), "--force", *open_args]) == 2
+    assert (tmp_path / "s").read_bytes() == sealed
+    assert main(["open", str(tmp_path / "s"), "-o", str(tmp_path / "out"), *open_args]) == 0
+    assert main(["open", str(tmp_path / "s"), "-o", str(tmp_path / "out"), *open_args]) == 2  # exists
+    assert main(["open", str(tmp_path / "s"), "-o", str(tmp_path / "out"), "--force", *open_args]) == 0
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 4 and all(line.startswith("jaxlic: error: ") for line in errors)
+
+
 def test_unknown_magic_and_version_are_named():
     blob = _sealed()
     with pytest.raises(SealError, match="magic"):

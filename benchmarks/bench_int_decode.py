@@ -8,8 +8,9 @@ with `jaxlic.quant.export.integerize`, as `jaxlic quantize` does after calibrati
 codes ../shared/data/kodak/kodim01.png (768 x 512) with `jaxlic.compress`; `jaxlic.decompress`
 of those real bitstreams is timed after one warm-up call, alternating float and integer, and the
 medians are compared. The integer decode is checked bit-exact against the NumPy reference.
---profile times every op of the integer graph alone (jitted, on that image's latent shapes)
-with XLA's int8 convolutions (before) and the exact float32 planes (after), summed per op kind.
+--profile times every op of the integer graph alone (jitted, on that image's latent shapes),
+summed per op kind, with XLA's int8 convolutions ("before") and with the exact float32 planes
+("after"); the other ops run as they are now in both.
 The machine may be shared: the 1-minute load average is printed with every number.
 Results go to out/benchmarks/bench_int_decode.json.
 """

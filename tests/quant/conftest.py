@@ -58,7 +58,8 @@ def lively_packages(arch: str, width: float, gdn: str = "gdn"):
     """(float package, integer package) of a lively model at quality 3, calibrated on `image_batch`."""
     config = model_config(arch, 3, width, gdn)
     float_package = build_tables(config, lively_params(config))
-    return float_package, integerize(config, float_package.params, calibrate(config, float_package.params, [image_batch()]))
+    calibration = calibrate(config, float_package.params, [image_batch()])
+    return float_package, integerize(config, float_package.params, calibration)
 
 
 @pytest.fixture(scope="session")

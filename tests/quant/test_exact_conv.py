@@ -20,7 +20,9 @@ LAYERS = [("conv2d", 5, 2, 6, 8), ("conv2d", 3, 1, 8, 12), ("conv2d", 1, 1, 16, 
 def _conv_graph(kind, kernel, stride, weight):
     """x (int32) -> clamp to int8 [-128, 127] -> the convolution -> out (int32)."""
     cin, cout = weight.shape[2], weight.shape[3]
-    attrs = {"stride": stride, "padding": kernel // 2} | ({"output_padding": stride - 1} if kind == "conv2d_transpose" else {})
+    attrs = {"stride": stride, "padding": kernel // 2}
+    if kind == "conv2d_transpose":
+        attrs["output_padding"] = stride - 1
     ops = (Op("clamp", "requantize", ("x",), "x8", {"lo": -128, "hi": 127}, {"shift": "clamp.shift"}),
            Op("conv", kind, ("x8",), "out", attrs, {"weight": "conv.weight", "bias": "conv.bias"}))
     bias = np.arange(cout, dtype=np.int32) * 1000 - 7
@@ -78,10 +80,11 @@ def test_one_float32_plane_would_round_where_the_split_is_needed():
     op = Op("c", "conv2d", ("x",), "y", {"stride": 2, "padding": 2}, {})
     assert plan_conv(op, weight, 128) < 8
     graph = _conv_graph("conv2d", 5, 2, weight)
-    want = reference.run(graph, {"x": x.astype(np.int32)})["out"] - graph.constants["conv.bias"]
+    inputs, bias = {"x": x.astype(np.int32)}, graph.constants["conv.bias"]
+    want = reference.run(graph, inputs)["out"] - bias
     plain = np.asarray(float_conv(op, jnp.asarray(x, jnp.float32), jnp.asarray(weight, jnp.float32))).astype(np.int64)
     assert np.any(plain != want)
-    np.testing.assert_array_equal(execute.run(graph, {"x": x.astype(np.int32)})["out"] - graph.constants["conv.bias"], want)
+    np.testing.assert_array_equal(execute.run(graph, inputs)["out"] - bias, want)
 
 
 def test_integer_fallback_when_no_split_is_exact():

@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import tvm
-from tvm import relax
+from tvm import relax, te, tirx
 
 from jaxlic.errors import CompileError, IntegerizationError
 from jaxlic.quant.graph import IntegerGraph, Op
@@ -32,7 +32,7 @@ SIGNATURE = "jaxlic_signature"
 CONV_KINDS = ("conv2d", "conv2d_transpose")
 # float32 adds are exact while every partial sum is an integer below 2^24 in magnitude.
 FLOAT_EXACT = 1 << 24
-CONV_ARITHMETIC = "int8"  # or "float32"; measured on this CPU, see docs
+CONV_ARITHMETIC = "float32"  # or "float32"; measured on this CPU, see docs
 _ISQRT_BITS = tuple(1 << (30 - 2 * i) for i in range(16))
 _op = relax.op
 
@@ -167,10 +167,9 @@ def _emit_function(builder, graph, fn, ops, shapes, host_consts, by_conv, fused,
                     continue
                 c = {role: params[name] for role, name in op.consts.items()}
                 try:
-                    result = _lower(graph, op, [values[n] for n in op.inputs], c)
+                    values[op.output] = _lower(builder, graph, op, [values[n] for n in op.inputs], c)
                 except CompileError as exc:
                     raise CompileError(f"function {fn.name!r}, op {op.name!r} ({op.kind}): {exc}") from None
-                values[op.output] = builder.emit(result, name_hint=_hint(op.output))
             output = builder.emit_output(relax.Tuple([values[name] for name in fn.outputs]))
         builder.emit_func_output(output)
 
@@ -202,51 +201,63 @@ def _i32(value: int):
     return relax.const(value, "int32")
 
 
-def _int32(x):
-    return x if x.ty.dtype == "int32" else _op.astype(x, "int32")
+def _elementwise(builder, name: str, inputs: list, per_element, dtype: str):
+    """One TE kernel (one TIR block): out[i] = per_element(i, *tensors), in `dtype`."""
+    def compute(*tensors):
+        return te.compute(tensors[0].shape, lambda *i: per_element(i, *tensors).astype(dtype), name=name)
+
+    return builder.emit_te(compute, *inputs, primfunc_name_hint=name)
 
 
-def _lower(graph: IntegerGraph, op: Op, args: list, c: dict):
-    """The Relax expression of one host op (see jaxlic.quant.reference for the semantics)."""
-    a, x = op.attrs, args[0]
-    if op.kind == "conv2d":
-        return _op.add(_conv(graph, op, x, c["weight"], a["padding"], a["stride"]), c["bias"])
-    if op.kind == "conv2d_transpose":
-        return _op.add(_conv_transpose(graph, op, x, c["weight"]), c["bias"])
-    if op.kind == "requantize":
-        x, shift = _int32(x), c["shift"]
-        right, left = _op.maximum(shift, _i32(0)), _op.maximum(_op.negative(shift), _i32(0))
+def _requantize(lo: int, hi: int):
+    def per_element(i, x, shift):
+        n = shift[i[-1]]
+        right, left = tirx.max(n, 0), tirx.max(-n, 0)
         # 2^(n-1) for n > 0, else 0; a negative shift n shifts left by -n and adds nothing.
-        rounding = _op.right_shift(_op.left_shift(_i32(1), right), _i32(1))
-        wide = _op.add(_op.left_shift(x, left), rounding)
-        clamped = _op.minimum(_op.maximum(_op.right_shift(wide, right), _i32(a["lo"])), _i32(a["hi"]))
-        return _op.astype(clamped, str(graph.info[op.output].dtype))
-    if op.kind == "leaky_relu":
-        return _op.maximum(x, _op.right_shift(x, _i32(a["shift"])))
-    if op.kind == "abs":
-        return _op.astype(_op.minimum(_op.abs(_op.astype(x, "int16")), relax.const(127, "int16")), "int8")
-    if op.kind == "square":
-        return _op.multiply(_int32(x), _int32(x))
+        rounding = (tirx.const(1, "int32") << right) >> 1
+        value = ((x[i].astype("int32") << left) + rounding) >> right
+        return tirx.min(tirx.max(value, tirx.const(lo, "int32")), tirx.const(hi, "int32"))
+    return per_element
+
+
+def _isqrt(x, pre_shift):
+    """floor(sqrt(max(x, 0) << pre_shift)): the 16 digit-by-digit rounds of intops.isqrt."""
+    rest = _op.left_shift(_op.maximum(x, _i32(0)), pre_shift)
+    root = _op.zeros_like(rest)
+    for bit in _ISQRT_BITS:
+        trial = _op.add(root, _i32(bit))
+        take = _op.greater_equal(rest, trial)
+        rest = _op.where(take, _op.subtract(rest, trial), rest)
+        half = _op.right_shift(root, _i32(1))
+        root = _op.where(take, _op.add(half, _i32(bit)), half)
+    return root
+
+
+def _lower(builder, graph: IntegerGraph, op: Op, args: list, c: dict):
+    """One host op, emitted (see jaxlic.quant.reference for the semantics)."""
+    a, x, dtype, name = op.attrs, args[0], str(graph.info[op.output].dtype), _hint(op.output)
+    int32 = lambda value: value.astype("int32")  # noqa: E731
+    if op.kind == "conv2d":
+        return builder.emit(_op.add(_conv(graph, op, x, c["weight"], a["padding"], a["stride"]), c["bias"]), name)
+    if op.kind == "conv2d_transpose":
+        return builder.emit(_op.add(_conv_transpose(graph, op, x, c["weight"]), c["bias"]), name)
     if op.kind == "isqrt":
-        rest = _op.left_shift(_op.maximum(_int32(x), _i32(0)), c["pre_shift"])
-        root = _op.zeros_like(rest)
-        for bit in _ISQRT_BITS:  # the digit-by-digit rounds of intops.isqrt: compare, subtract, shift
-            trial = _op.add(root, _i32(bit))
-            take = _op.greater_equal(rest, trial)
-            rest = _op.where(take, _op.subtract(rest, trial), rest)
-            half = _op.right_shift(root, _i32(1))
-            root = _op.where(take, _op.add(half, _i32(bit)), half)
-        return root
-    if op.kind == "mul":
-        return _op.multiply(_int32(x), _int32(args[1]))
-    if op.kind == "add":
-        return _op.add(_int32(x), _int32(args[1]))
-    if op.kind == "add_channel":
-        return _op.add(_int32(x), c["addend"])
+        return builder.emit(_isqrt(x if x.ty.dtype == "int32" else _op.astype(x, "int32"), c["pre_shift"]), name)
     if op.kind == "scale_index":
         above = _op.greater(_op.expand_dims(x, -1), c["thresholds"])
-        return _op.sum(_op.astype(above, "int32"), axis=-1)
-    raise CompileError(f"op kind {op.kind!r} has no TVM lowering")
+        return builder.emit(_op.sum(_op.astype(above, "int32"), axis=-1), name)
+    per_element, inputs = {
+        "requantize": (_requantize(a.get("lo"), a.get("hi")), [x, c.get("shift")]),
+        "leaky_relu": (lambda i, t: tirx.max(t[i], t[i] >> a.get("shift")), [x]),
+        "abs": (lambda i, t: tirx.min(tirx.abs(t[i].astype("int16")), tirx.const(127, "int16")), [x]),
+        "square": (lambda i, t: int32(t[i]) * int32(t[i]), [x]),
+        "mul": (lambda i, t, u: int32(t[i]) * int32(u[i]), args),
+        "add": (lambda i, t, u: int32(t[i]) + int32(u[i]), args),
+        "add_channel": (lambda i, t, addend: int32(t[i]) + addend[i[-1]], [x, c.get("addend")]),
+    }.get(op.kind, (None, None))
+    if per_element is None:
+        raise CompileError(f"op kind {op.kind!r} has no TVM lowering")
+    return _elementwise(builder, name, inputs, per_element, dtype)
 
 
 def _magnitude(graph: IntegerGraph, name: str) -> int:

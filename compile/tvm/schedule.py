@@ -1,11 +1,148 @@
-"""The Relax pipeline for host CPUs: TVM's CPU pipeline with CPU schedules for its kernels."""
+"""The Relax pipeline for host CPUs: TVM's CPU pipeline plus a fixed schedule for every kernel.
+
+TVM's default CPU pipeline legalizes each op to a plain loop nest (one thread, no tiling), about
+100x slower than XLA on a convolution. After fusion this pipeline schedules every kernel by rule:
+a convolution is tiled as (rows in parallel) x (output-column tile) x (output-channel vector)
+with the reduction loops outside the tile and its accumulators in a local buffer, and a short
+element-wise epilogue (bias, requantize) computed per tile; any other kernel runs its rows in
+parallel, computing the blocks it reads row by row. No tuning, so builds stay fast.
+"""
 
 from __future__ import annotations
 
 import tvm
-from tvm import relax
+import tvm.relax.backend.cpu_generic.pipeline  # noqa: F401  (dataflow_lower_passes is not re-exported)
+from tvm import relax, s_tir, tirx
+
+COLUMN_TILE = 8   # output columns per tile (unrolled)
+VECTOR_BITS = 512
+# Attaching a block to the tile costs a region analysis over the whole kernel; past this many
+# epilogue blocks (the integer GDN's 80 isqrt ops) the build time explodes, so they run alone.
+MAX_TILE_EPILOGUE = 16
 
 
 def host_pipeline(target: tvm.target.Target):
-    """TVM's default CPU pipeline."""
-    return relax.backend.cpu_generic.get_default_pipeline(target)
+    """TVM's CPU pipeline with `schedule_kernels` after fusion."""
+    cpu = relax.backend.cpu_generic.pipeline
+
+    @tvm.transform.module_pass(opt_level=0)
+    def pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        with target:
+            passes = (cpu.library_dispatch_passes(target) + cpu.legalize_passes(target) + [schedule_kernels()]
+                      + cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target))
+            return tvm.transform.Sequential(passes)(mod)
+
+    return pipeline
+
+
+def schedule_kernels():
+    """A module pass scheduling every PrimFunc (see the module docstring)."""
+
+    @tvm.transform.module_pass(opt_level=0)
+    def schedule(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        updates = {}
+        for gv, func in mod.functions.items():
+            if isinstance(func, tirx.PrimFunc):
+                sch = s_tir.Schedule(func)
+                _schedule(sch)
+                updates[gv] = sch.mod["main"]
+        for gv, func in updates.items():
+            mod[gv] = func
+        return mod
+
+    return schedule
+
+
+def _schedule(sch: s_tir.Schedule) -> None:
+    if not _has_root(sch):
+        return
+    blocks = list(sch.get_child_blocks(sch.get_sblock("root")))
+    convs = [i for i, b in enumerate(blocks) if sch.get(b).name_hint.startswith("conv2d") and _is_reduction(sch, b)]
+    if len(convs) == 1:
+        _schedule_conv(sch, blocks[convs[0]], blocks[:convs[0]], blocks[convs[0] + 1:])
+    elif blocks:
+        _schedule_rows(sch, blocks[-1], blocks[:-1])
+
+
+def _has_root(sch: s_tir.Schedule) -> bool:
+    try:
+        sch.get_sblock("root")
+        return True
+    except s_tir.ScheduleError:  # a PrimFunc without a root block (already lowered): leave it alone
+        return False
+
+
+def _is_reduction(sch: s_tir.Schedule, block) -> bool:
+    return any(iv.iter_type == tirx.IterVar.CommReduce for iv in sch.get(block).iter_vars)
+
+
+def _lanes(extent: int, dtype_bits: int) -> int:
+    lanes = VECTOR_BITS // dtype_bits
+    while lanes > 1 and extent % lanes:
+        lanes //= 2
+    return lanes
+
+
+def _schedule_conv(sch: s_tir.Schedule, conv, before, after) -> None:
+    """Tile the convolution; its epilogue (the blocks after it) runs per tile, in cache."""
+    loops = sch.get_loops(conv)
+    if len(loops) != 7:
+        return _schedule_rows(sch, conv, before)
+    n, h, w, co, rh, rw, rc = loops
+    lanes = _lanes(int(sch.get(co).extent), tvm.DataType(str(sch.get(conv).writes[0].source.dtype)).bits)
+    local = sch.cache_write(conv, 0, "local")
+    w_outer, w_inner = sch.split(w, [None, COLUMN_TILE])
+    c_outer, c_inner = sch.split(co, [None, lanes])
+    sch.reorder(n, h, w_outer, c_outer, rh, rw, rc, w_inner, c_inner)
+    sch.reverse_compute_at(local, c_outer)
+    tile_space = _space(sch, conv)[:4]
+    for block in after if len(after) <= MAX_TILE_EPILOGUE else ():  # element-wise over the accumulator: per tile; anything else on its own
+        try:
+            if _space(sch, block) != tile_space:
+                raise ValueError("not element-wise over the accumulator")
+            sch.reverse_compute_at(block, c_outer)
+        except (s_tir.ScheduleError, ValueError):
+            _parallel_spatial(sch, block)
+    for block in after if len(after) > MAX_TILE_EPILOGUE else ():
+        _parallel_spatial(sch, block)
+    sch.unroll(w_inner)
+    if lanes > 1:
+        sch.vectorize(c_inner)
+    sch.parallel(sch.fuse(n, h))
+    sch.decompose_reduction(conv, rh)
+    for block in before:
+        _parallel_spatial(sch, block)
+
+
+def _space(sch: s_tir.Schedule, block) -> list[tuple[int, int]]:
+    """(kind, extent) of each block iterator."""
+    return [(int(iv.iter_type), int(iv.dom.extent)) for iv in sch.get(block).iter_vars]
+
+
+def _schedule_rows(sch: s_tir.Schedule, anchor, before) -> None:
+    """Run the anchor block's rows in parallel, computing what it reads row by row."""
+    loops = sch.get_loops(anchor)
+    kinds = [iv.iter_type for iv in sch.get(anchor).iter_vars]
+    if len(loops) < 3 or len(loops) != len(kinds) or tirx.IterVar.CommReduce in kinds[:2]:
+        for block in [*before, anchor]:
+            _parallel_spatial(sch, block)
+        return
+    rows = sch.fuse(loops[0], loops[1])
+    for block in reversed(before):
+        try:
+            sch.compute_at(block, rows)
+        except s_tir.ScheduleError:
+            _parallel_spatial(sch, block)
+    sch.parallel(rows)
+
+
+def _parallel_spatial(sch: s_tir.Schedule, block) -> None:
+    """Run the leading spatial loops of a block (fused, all but the innermost) in parallel."""
+    loops = sch.get_loops(block)
+    kinds = [iv.iter_type for iv in sch.get(block).iter_vars]
+    if not loops or len(loops) != len(kinds):
+        return
+    lead = next((i for i, kind in enumerate(kinds) if kind != tirx.IterVar.DataPar), len(kinds))
+    outer = loops[:lead - 1] if lead == len(kinds) else loops[:lead]
+    if outer:
+        sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])

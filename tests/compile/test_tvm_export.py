@@ -164,3 +164,21 @@ def test_zoo_graphs_bit_exact(case):
         got = HostModule(build(module), names, graph.constants).run(inputs, graph.outputs)
         for name, want in reference.run(graph, inputs).items():
             np.testing.assert_array_equal(got[name], want)
+
+
+def test_conv_past_float32_exactness_splits_its_input():
+    """sum|w| * max|x| = 3*3*128 * 127 * 127 > 2^24: a single float32 conv could round, the
+    split x = 16 * (x >> 4) + (x & 15) stays exact."""
+    rng = np.random.default_rng(5)
+    weight = np.broadcast_to(rng.choice([-127, 127], (128, 8)), (3, 3, 128, 8)).astype(np.int8)
+    ops = (Op("in", "requantize", ("x",), "x8", {"lo": -127, "hi": 127}, {"shift": "zero"}),
+           Op("conv", "conv2d", ("x8",), "acc", {"stride": 1, "padding": 1}, {"weight": "w", "bias": "b"}))
+    graph = IntegerGraph({"x": 128}, ops, {"zero": np.zeros(128, np.int32), "w": weight,
+                                          "b": np.arange(8, dtype=np.int32)}, ("acc",))
+    x = (np.where(weight[1, 1, :, 0] > 0, 127, -127)[None, None, None, :] * np.ones((1, 3, 5, 1))).astype(np.int32)
+    x[0, 0, 0, :5] = rng.integers(-127, 128, 5)
+    module, names = to_relax(graph, {"x": x.shape})
+    got = HostModule(build(module), names, graph.constants).run({"x": x}, ["acc"])["acc"]
+    want = reference.run(graph, {"x": x})["acc"]
+    assert np.abs(want).max() > 1 << 24
+    np.testing.assert_array_equal(got, want)

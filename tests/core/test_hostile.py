@@ -4,6 +4,7 @@ Every case must end in a typed jaxlic error, quickly, without allocating for the
 """
 
 import json
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -143,11 +144,16 @@ def _raw(replace):
 
 
 def _huge_tables(header, body):
-    # One table of 2^31 symbols announced: the loader used to allocate (tables x longest) first.
-    e = _entry(header, "tables/bottleneck/lengths")
-    lengths = np.frombuffer(body, np.int32, e["shape"][0], e["offset"]).copy()
-    lengths[0] += 2**31 - 1 - int(lengths.sum())
-    body[e["offset"]:e["offset"] + e["nbytes"]] = lengths.tobytes()
+    # 20,000 tables, one of 20,002 symbols, lengths adding up to the packed entries: the loader
+    # used to allocate the dense (tables x longest) array, 1.6 GB here, before any check.
+    tables, packed = 20_000, 60_000
+    lengths = np.full(tables, 2, np.int32)
+    lengths[0] = packed - 2 * (tables - 1)
+    for name, array in (("lengths", lengths), ("offsets", np.zeros(tables, np.int32)),
+                        ("packed_freqs", np.ones(packed, np.uint16))):
+        entry = _entry(header, f"tables/bottleneck/{name}")
+        entry.update(shape=[array.size], offset=len(body), nbytes=array.nbytes)
+        body.extend(array.tobytes())
 
 
 CRAFTED = {
@@ -175,8 +181,15 @@ CRAFTED = {
 
 @pytest.mark.parametrize("case", sorted(CRAFTED))
 def test_crafted_packages_are_package_errors(package_parts, case):
-    with pytest.raises(PackageError):
-        ModelPackage.from_bytes(_crafted(*package_parts, CRAFTED[case]))
+    blob = _crafted(*package_parts, CRAFTED[case])
+    tracemalloc.start()
+    try:
+        with pytest.raises(PackageError):
+            ModelPackage.from_bytes(blob)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * len(blob) + 2**24  # no allocation for what the header only claims
 
 
 def _mutations(header, body, rng):

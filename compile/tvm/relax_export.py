@@ -35,7 +35,7 @@ FLOAT_EXACT = 1 << 24
 # Measured here (EPYC, AVX-512), the 3x3 64->256 sub-pixel conv of a width-0.5 decoder at 768x512:
 # int8 conv2d 2.56 s, float32 1.00 s (same schedule). "int8" remains for CPUs where that flips.
 CONV_ARITHMETIC = "float32"
-_ISQRT_BITS = tuple(1 << (30 - 2 * i) for i in range(16))
+ISQRT_MAX = 46340  # the largest root whose square fits int32
 _op = relax.op
 
 
@@ -222,17 +222,15 @@ def _requantize(lo: int, hi: int):
     return per_element
 
 
-def _isqrt(x, pre_shift):
-    """floor(sqrt(max(x, 0) << pre_shift)): the 16 digit-by-digit rounds of intops.isqrt."""
-    rest = _op.left_shift(_op.maximum(x, _i32(0)), pre_shift)
-    root = _op.zeros_like(rest)
-    for bit in _ISQRT_BITS:
-        trial = _op.add(root, _i32(bit))
-        take = _op.greater_equal(rest, trial)
-        rest = _op.where(take, _op.subtract(rest, trial), rest)
-        half = _op.right_shift(root, _i32(1))
-        root = _op.where(take, _op.add(half, _i32(bit)), half)
-    return root
+def _isqrt(i, x, pre_shift):
+    """floor(sqrt(max(x, 0) << pre_shift)), exactly as intops.isqrt, in one element-wise kernel:
+    float32(n) is within 2^-24 relative of n, so floor(sqrt(float32(n))) is within 1 of the
+    answer; one correction each way makes it exact (the argument of jaxlic.quant.execute._isqrt,
+    checked there on every non-negative int32). The root is capped at 46340 so r * r stays in int32."""
+    n = tirx.max(x[i].astype("int32"), 0) << pre_shift[i[-1]]
+    root = tirx.min(tirx.floor(tirx.sqrt(n.astype("float32"))).astype("int32"), tirx.const(ISQRT_MAX, "int32"))
+    root = root - (root * root > n).astype("int32")
+    return root + (n - root * root > 2 * root).astype("int32")
 
 
 def _lower(builder, graph: IntegerGraph, op: Op, args: list, c: dict):
@@ -243,8 +241,6 @@ def _lower(builder, graph: IntegerGraph, op: Op, args: list, c: dict):
         return builder.emit(_op.add(_conv(graph, op, x, c["weight"], a["padding"], a["stride"]), c["bias"]), name)
     if op.kind == "conv2d_transpose":
         return builder.emit(_op.add(_conv_transpose(graph, op, x, c["weight"]), c["bias"]), name)
-    if op.kind == "isqrt":
-        return builder.emit(_isqrt(x if x.ty.dtype == "int32" else _op.astype(x, "int32"), c["pre_shift"]), name)
     if op.kind == "scale_index":
         above = _op.greater(_op.expand_dims(x, -1), c["thresholds"])
         return builder.emit(_op.sum(_op.astype(above, "int32"), axis=-1), name)
@@ -256,6 +252,7 @@ def _lower(builder, graph: IntegerGraph, op: Op, args: list, c: dict):
         "mul": (lambda i, t, u: int32(t[i]) * int32(u[i]), args),
         "add": (lambda i, t, u: int32(t[i]) + int32(u[i]), args),
         "add_channel": (lambda i, t, addend: int32(t[i]) + addend[i[-1]], [x, c.get("addend")]),
+        "isqrt": (_isqrt, [x, c.get("pre_shift")]),
     }.get(op.kind, (None, None))
     if per_element is None:
         raise CompileError(f"op kind {op.kind!r} has no TVM lowering")

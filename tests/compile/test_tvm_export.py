@@ -182,3 +182,16 @@ def test_conv_past_float32_exactness_splits_its_input():
     want = reference.run(graph, {"x": x})["acc"]
     assert np.abs(want).max() > 1 << 24
     np.testing.assert_array_equal(got, want)
+
+
+def test_isqrt_is_exact_at_every_square_boundary():
+    roots = np.arange(46341, dtype=np.int64)
+    values = np.concatenate([roots ** 2 - 1, roots ** 2, roots ** 2 + 1, [2 ** 31 - 1, 2 ** 31 - 2, -5]])
+    values = np.clip(values, -(2 ** 31), 2 ** 31 - 1).astype(np.int32)
+    size = -(-values.size // 64) * 64
+    x = np.pad(values, (0, size - values.size)).reshape(1, size // 64, 64, 1)
+    graph = IntegerGraph({"x": 1}, (Op("root", "isqrt", ("x",), "root", {}, {"pre_shift": "pre"}),),
+                         {"pre": np.zeros(1, np.int32)}, ("root",))
+    module, names = to_relax(graph, {"x": x.shape})
+    got = HostModule(build(module), names, graph.constants).run({"x": x}, ["root"])["root"]
+    np.testing.assert_array_equal(got, reference.run(graph, {"x": x})["root"])

@@ -49,7 +49,8 @@ def test_round_trip_for_every_recipient(recipients):
 @settings(max_examples=25, deadline=None)
 @given(
     payload=st.binary(max_size=4096),
-    metadata=st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8) | st.booleans(), max_size=4),
+    metadata=st.dictionaries(st.text(max_size=8), st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8) | st.booleans(),
+                             max_size=4),  # metadata integers are limited to 64 bits
 )
 def test_round_trip_any_payload_and_metadata(payload, metadata):
     contents = open_sealed(_sealed(payload, metadata=metadata), ALICE, OWNER.public_key())

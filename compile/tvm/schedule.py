@@ -15,7 +15,7 @@ import tvm.relax.backend.cpu_generic.pipeline  # noqa: F401  (dataflow_lower_pas
 from tvm import relax, s_tir, tirx
 
 COLUMN_TILE = 8   # output columns per tile (unrolled)
-VECTOR_BITS = 512
+VECTOR_BITS = 256  # the AVX2 registers of the x86 host target (targets.X86_HOST)
 # Attaching a block to the tile costs a region analysis over the whole kernel; past this many
 # epilogue blocks (the integer GDN's 80 isqrt ops) the build time explodes, so they run alone.
 MAX_TILE_EPILOGUE = 16

@@ -136,7 +136,7 @@ def test_typed_errors(graph, x):
 
 
 def test_board_targets():
-    assert host_target("sim") == {"kind": "llvm"}
+    assert host_target("sim") == {"kind": "llvm", "mcpu": "x86-64-v3"}
     assert host_target("pynq")["mfloat-abi"] == "hard" and host_target("de10nano")["mattr"] == ["+neon"]
     assert host_target("zcu104")["mtriple"] == host_target("ultra96")["mtriple"] == "aarch64-linux-gnu"
 

@@ -30,10 +30,10 @@ from jaxlic.images import atomic_path
 from jaxlic.sandwich.codecs import StandardCodec, make_codec
 from jaxlic.nn.conv import depth_to_space, space_to_depth
 from jaxlic.sandwich.networks import Processor
-from jaxlic.sandwich.scenarios import Scenario, get_scenario, natural_maps
+from jaxlic.sandwich.scenarios import Scenario, get_scenario, plain_code, plain_reconstruction
 
 MAGIC = b"JXLSAND\0"
-VERSION = 1
+VERSION = 2  # 2: learned parts are residuals on the fixed plain path (1 had trainable natural maps)
 COMMENT_TAG = b"jaxlic-sandwich "
 
 
@@ -94,12 +94,12 @@ def sandwich_config(scenario: str, **overrides) -> SandwichConfig:
     return SandwichConfig(scenario=scenario, **{**defaults, **{k: v for k, v in overrides.items() if v is not None}})
 
 
-def _as_tuples(matrix: np.ndarray) -> tuple[tuple[float, ...], ...]:
-    return tuple(tuple(float(v) for v in row) for row in matrix)
-
-
 class Sandwich:
-    """Pre-net -> standard codec -> post-net for one config; functions pure in `params`."""
+    """Pre-net -> standard codec -> post-net for one config; functions pure in `params`.
+
+    Each net is the scenario's fixed plain path (`plain_code`, `plain_reconstruction`) plus a
+    learned residual `Processor` that starts at zero, so an untrained sandwich is the baseline.
+    """
 
     def __init__(self, config: SandwichConfig):
         self.config = config
@@ -107,9 +107,8 @@ class Sandwich:
         self.scale = self.scenario.scale
         self.codec: StandardCodec = make_codec(
             config.codec, channels=config.code_channels, subsampling=config.subsampling, learn_tables=config.learn_tables)
-        pre, post = natural_maps(self.scale, config.code_channels)
-        self.pre = Processor(_as_tuples(pre), config.features, config.mlp_hidden, config.mlp_depth)
-        self.post = Processor(_as_tuples(post), config.features, config.mlp_hidden, config.mlp_depth)
+        self.pre = Processor(config.code_channels, config.features, config.mlp_hidden, config.mlp_depth)
+        self.post = Processor(3 * self.scale ** 2, config.features, config.mlp_hidden, config.mlp_depth)
 
     def init(self, seed: int) -> dict:
         """Fresh parameters: {"pre", "post", "codec"}."""
@@ -123,13 +122,14 @@ class Sandwich:
         """The pre-net's code images (N, ceil(H/s), ceil(W/s), C) on the 0..255 scale, before rounding."""
         h, w = x.shape[1:3]
         s = self.scale
-        x = jnp.pad(x, ((0, 0), (0, -h % s), (0, -w % s), (0, 0)), mode="edge")
-        return 255.0 * self.pre.apply({"params": params["pre"]}, space_to_depth(x, s), quality)
+        padded = jnp.pad(x, ((0, 0), (0, -h % s), (0, -w % s), (0, 0)), mode="edge")
+        residual = self.pre.apply({"params": params["pre"]}, space_to_depth(padded, s), quality)
+        return plain_code(x, s, self.config.code_channels) + 255.0 * residual
 
     def reconstruct(self, params: dict, decoded: jax.Array, quality: jax.Array, size: tuple[int, int]) -> jax.Array:
         """The post-net's images (N, H, W, 3) in [0, 1] units from decoded code images (0..255)."""
-        y = self.post.apply({"params": params["post"]}, decoded / 255.0, quality)
-        return depth_to_space(y, self.scale)[:, : size[0], : size[1]]
+        residual = self.post.apply({"params": params["post"]}, decoded / 255.0, quality)
+        return plain_reconstruction(decoded, size) + depth_to_space(residual, self.scale)[:, : size[0], : size[1]]
 
     def forward(self, params: dict, x: jax.Array, quality: jax.Array) -> dict:
         """Training path through the codec proxy: {"x_hat", "rate" (N, F), "code"}."""

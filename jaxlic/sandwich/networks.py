@@ -1,11 +1,12 @@
-"""Pre/post-processors of a sandwich: a U-Net in parallel with pixel-wise paths, quality-conditioned.
+"""Pre/post-processors of a sandwich: learned residuals on the plain pipeline, quality-conditioned.
 
 Each processor is linear pixel map + pixel-wise MLP + U-Net, summed (the sandwich papers' U-Net
-with a pixel-wise bypass). The linear map starts as the scenario's natural transform (luma
-weights, box downsampling, identity, ...) and the MLP's and U-Net's last layers start at zero, so an
-untrained sandwich is the plain codec pipeline and training only has to learn the improvement.
-Both processors see the JPEG quality as an extra input channel (the decoder reads it from the
-file), so one model serves every rate point. Resolution changes are space-to-depth before the
+with a pixel-wise bypass), and `Sandwich` adds it to the scenario's fixed plain path (luma,
+bicubic resize, 8-bit rounding, ...). The last layer of each branch (the linear map, the MLP's
+output layer, the U-Net's output convolution) starts at zero and the layers before it do not, so an
+untrained sandwich is exactly the plain pipeline, yet every branch gets a gradient from the first
+step. Both processors see the JPEG quality as an extra input channel (the decoder reads it from
+the file), so one model serves every rate point. Resolution changes are space-to-depth before the
 pre-processor and depth-to-space after the post-processor, so both run at the code resolution.
 """
 
@@ -61,18 +62,17 @@ class UNet(nn.Module):
 
 
 class Processor(nn.Module):
-    """natural-initialized linear map + pixel MLP + U-Net, conditioned on quality/100."""
+    """A residual: zero-initialized linear map + pixel MLP + U-Net, conditioned on quality/100."""
 
-    natural: tuple[tuple[float, ...], ...]  # (in_channels, out_channels): the plain pipeline's pixel map
+    out: int
     features: Sequence[int]
     mlp_hidden: int
     mlp_depth: int
 
     @nn.compact
     def __call__(self, x: jax.Array, quality: jax.Array) -> jax.Array:
-        out = len(self.natural[0])
         q = jnp.broadcast_to((quality.astype(x.dtype) / 100.0)[:, None, None, None], (*x.shape[:3], 1))
         conditioned = jnp.concatenate([x, q], -1)
-        natural = jnp.asarray(self.natural, x.dtype)
-        linear = nn.Dense(out, kernel_init=lambda *_: natural, bias_init=nn.initializers.zeros, name="linear")(x)
-        return linear + PixelMLP(self.mlp_hidden, self.mlp_depth, out)(conditioned) + UNet(self.features, out)(conditioned)
+        linear = nn.Dense(self.out, kernel_init=nn.initializers.zeros, name="linear")(x)
+        mlp = PixelMLP(self.mlp_hidden, self.mlp_depth, self.out)(conditioned)
+        return linear + mlp + UNet(self.features, self.out)(conditioned)

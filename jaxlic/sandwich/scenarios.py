@@ -1,4 +1,4 @@
-"""The four sandwich scenarios, their natural pixel maps and their plain-codec baselines.
+"""The four sandwich scenarios, their plain-codec baselines, and those baselines' pixel paths in JAX.
 
 - ``gray``: RGB images through a grayscale JPEG. Baseline: Pillow's ``convert("L")`` (ITU-R 601
   luma), grayscale JPEG, gray replicated to RGB.
@@ -7,6 +7,9 @@
 - ``high-bit-depth``: 16-bit RGB through an 8-bit JPEG (4:4:4, where the 8-bit limit shows:
   4:2:0 chroma loss would hide it). Baseline: rounded to 8 bits, JPEG, scaled back (x 257).
 - ``rgb``: ordinary RGB JPEG (4:2:0, Pillow's default), improved. Baseline: plain JPEG.
+
+`plain_code` and `plain_reconstruction` are those baselines' pixel paths in JAX, equal to Pillow's
+pixel for pixel (`jaxlic.sandwich.resample`); a sandwich adds its learned residuals to them.
 
 High-bit-depth data: the training and evaluation images are 8-bit, so 16-bit images are
 synthesized by `synthesize_high_bit_depth`: an antialiased Lanczos-3 downscale by 2 computed in
@@ -27,8 +30,7 @@ import numpy as np
 from PIL import Image
 
 from jaxlic.errors import ConfigError, ImageError
-
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # what Pillow's convert("L") uses
+from jaxlic.sandwich.resample import luma, resize_bicubic
 
 
 @dataclass(frozen=True)
@@ -65,19 +67,26 @@ def get_scenario(name: str) -> Scenario:
     return SCENARIOS[name]
 
 
-def natural_maps(scale: int, code_channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """(pre, post) pixel maps of the plain pipeline on space-to-depth layouts.
-
-    pre: (3 s^2, C), the mean over each s x s cell of RGB (C = 3) or of luma (C = 1);
-    post: (C, 3 s^2), the code pixel copied to every sub-pixel (as RGB, or gray to R, G and B).
-    """
+def plain_code(x: jax.Array, scale: int, code_channels: int) -> jax.Array:
+    """The plain pipeline's code images (N, ceil(H/s), ceil(W/s), C) on the 0..255 scale from
+    images in [0, 1]: Pillow's convert("L") for one channel, its bicubic downscale for scale 2,
+    else the image itself (the codec rounds it to 8 bits)."""
     if code_channels not in (1, 3):
         raise ConfigError(f"code images have 1 (grayscale) or 3 (colour) channels, got {code_channels}")
-    colour = np.asarray(LUMA_WEIGHTS)[:, None] if code_channels == 1 else np.eye(3)
-    cells = scale * scale
-    pre = np.tile(colour, (cells, 1)) / cells
-    post = np.tile(np.ones((1, 3)) if code_channels == 1 else np.eye(3), (1, cells))
-    return pre, post
+    code = 255.0 * x
+    if code_channels == 1:
+        code = luma(jnp.round(code))
+    if scale > 1:
+        h, w = x.shape[1:3]
+        code = resize_bicubic(jnp.round(code), (-(-h // scale), -(-w // scale)))
+    return code
+
+
+def plain_reconstruction(decoded: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """The natural inverse of `plain_code` on decoded code images (0..255): Pillow's bicubic
+    upscale to `size` (h, w), gray copied to R, G and B; (N, h, w, 3) in [0, 1]."""
+    image = resize_bicubic(decoded, size) if decoded.shape[1:3] != tuple(size) else decoded
+    return jnp.broadcast_to(image, (*image.shape[:3], 3)) / 255.0
 
 
 def synthesize_high_bit_depth(batch: jax.Array) -> jax.Array:

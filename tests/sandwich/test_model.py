@@ -12,7 +12,7 @@ from jaxlic.errors import BitstreamError, ConfigError, ImageError, ModelMismatch
 from jaxlic.eval.metrics import psnr
 from jaxlic.images import default_images
 from jaxlic.sandwich.jpeg import scan_start
-from jaxlic.sandwich.model import Sandwich, SandwichConfig, SandwichPackage, load_package, to_uint8, to_uint16
+from jaxlic.sandwich.model import COMMENT_TAG, Sandwich, SandwichConfig, SandwichPackage, load_package, to_uint8, to_uint16
 from jaxlic.nn.conv import depth_to_space, space_to_depth
 from jaxlic.sandwich.networks import UNet
 from jaxlic.sandwich.scenarios import baseline_decode, baseline_encode, get_scenario, synthesize_high_bit_depth
@@ -68,6 +68,7 @@ def test_untrained_sandwich_equals_its_baseline_through_real_jpeg(untrained, two
         for quality in (25, 80):
             ours, theirs = package.encode(image, quality), baseline_encode(plain, image, quality)
             assert ours[scan_start(ours):] == theirs[scan_start(theirs):]
+            assert len(ours) == len(theirs) + 25  # the metadata comment and its marker
             decoded = package.decode(ours)
             decoded = to_uint16(decoded) if plain.high_bit_depth else to_uint8(decoded)
             baseline = baseline_decode(plain, theirs, image.shape[:2])
@@ -149,6 +150,9 @@ def test_decode_refuses_other_models_and_plain_files(untrained, photo):
         untrained["gray"].decode(rgb.encode(photo, 50))  # colour file for a grayscale model
     with pytest.raises(BitstreamError):
         rgb.decode(rgb.encode(photo, 50)[:200])
+    codec = rgb.sandwich.codec
+    with pytest.raises(BitstreamError, match="corrupt sandwich metadata"):
+        rgb.decode(codec.encode({}, photo, 50, COMMENT_TAG + b"short"))
 
 
 def test_bad_images_raise_clear_errors(untrained, photo):

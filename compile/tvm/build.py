@@ -23,7 +23,7 @@ from tvm.support import cc
 
 from compile.tvm.relax_export import SIGNATURE
 from compile.tvm.schedule import host_pipeline
-from compile.tvm.targets import host_target, triple
+from compile.tvm.targets import X86_HOST, host_target, triple
 from compile.vta.config import VTAConfig
 from jaxlic.errors import CompileError
 
@@ -34,9 +34,9 @@ ELF_MACHINES = {3: "x86", 40: "arm", 62: "x86_64", 183: "aarch64"}
 EF_ARM_ABI_FLOAT_SOFT, EF_ARM_ABI_FLOAT_HARD = 0x200, 0x400
 
 
-def build(mod: tvm.IRModule, target: str | dict = "llvm") -> tvm.runtime.Executable:
-    """Compile a Relax module (from `to_relax`) for a host target."""
-    target = tvm.target.Target(target)
+def build(mod: tvm.IRModule, target: str | dict | None = None) -> tvm.runtime.Executable:
+    """Compile a Relax module (from `to_relax`) for a host target (default: the x86 host's)."""
+    target = tvm.target.Target(target if target is not None else X86_HOST)
     return tvm.compile(mod, target, relax_pipeline=host_pipeline(target))
 
 

@@ -5,7 +5,7 @@
 For each architecture (bmshj2018-factorized, bmshj2018-hyperprior) the CompressAI peer exports a
 randomly initialized, calibrated model with the zoo's channel counts for --quality (q3: N=128,
 M=192); jaxlic imports exactly those weights (`jaxlic.io.compressai.from_state_dict`). Both code
-/work/shared/data/kodak/kodim01.png (768 x 512, no padding needed) with the same thread count
+../shared/data/kodak/kodim01.png (768 x 512, no padding needed) with the same thread count
 (torch.set_num_threads(--threads); XLA's pool = the machine's cores, 2 here):
 - CompressAI: `model.compress` / `model.decompress` (peers/compressai_peer.py bench);
 - jaxlic: `jaxlic.compress(package, pixels)` / `jaxlic.decompress(package, data)`, the public

@@ -1,11 +1,11 @@
 """The watermarking study: QAW runs, per-user copies, tracing and robustness (issue 'Security').
 
     # 1. QAW next to the quantization study's QAT runs (same float model, calibration, recipe):
-    python experiments/watermark.py embed --runs runs/quant --data /work/shared/data/train
+    python experiments/watermark.py embed --runs runs/quant --data ../shared/data/train
     # 2. per-user copies: short QAW fine-tunes of the q3 owner copy, one per user id
-    python experiments/watermark.py users --runs runs/quant --data /work/shared/data/train
+    python experiments/watermark.py users --runs runs/quant --data ../shared/data/train
     # 3. trace every copy and the unmarked QAT model; attack the q3 copy and measure BER + PSNR
-    python experiments/watermark.py attack --runs runs/quant --kodak /work/shared/data/kodak \
+    python experiments/watermark.py attack --runs runs/quant --kodak ../shared/data/kodak \
         --out runs/quant/watermark.json
     # RD cost (QAW vs QAT on all 24 Kodak images): experiments/quant_kodak.py ("qaw" variant)
 

@@ -20,17 +20,8 @@ from tvm import relax
 import jaxlic
 from compile import tvm as tvm_build
 from compile.cli import parse_resolution
-from compile.deploy import latent_shapes, phases
+from compile.deploy import latent_shapes, median_seconds, phases
 from jaxlic.quant import execute
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main() -> None:

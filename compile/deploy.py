@@ -149,7 +149,8 @@ def manifest_of(package, graph, config, resolution, shapes, plan, param_names, l
     }
 
 
-def _median_seconds(fn, repeats: int = 3) -> float:
+def median_seconds(fn, repeats: int = 3) -> float:
+    """Median wall time of `repeats` calls of `fn`."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -183,7 +184,7 @@ def estimate(model: str | Path, config, resolution: tuple[int, int], progress: b
     consts = {name: jnp.asarray(a) for name, a in graph.constants.items()}
     host = jax.jit(lambda c, v: run_ops(graph.ops, c, v, host_outputs, "int"))
     jax.block_until_ready(host(consts, given))
-    host_here = _median_seconds(lambda: jax.block_until_ready(host(consts, given)))
+    host_here = median_seconds(lambda: jax.block_until_ready(host(consts, given)))
 
     # Entropy decoding: a real stream of this size, decode time minus the time spent in the graph.
     image = _test_image(resolution)
@@ -191,7 +192,7 @@ def estimate(model: str | Path, config, resolution: tuple[int, int], progress: b
     timer = _TimedRunner(package)
     decompress(package, data, backend=timer)
     timer.seconds = 0.0
-    total = _median_seconds(lambda: decompress(package, data, backend=timer))
+    total = median_seconds(lambda: decompress(package, data, backend=timer))
     entropy_here = max(total - timer.seconds / 3, 0.0)
 
     slowdown = host_slowdown(config)

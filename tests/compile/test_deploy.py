@@ -127,3 +127,16 @@ def test_bad_inputs_are_typed_errors_and_write_nothing(built, tmp_path):
                  ["run", str(built["bundle"]), str(tmp_path / "s.jxlc"), "-o", str(tmp_path / "s.jxlc")]):
         assert main(argv) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.jxlc"]
+
+
+def test_estimate_splits_vta_host_and_entropy_time(built, capsys):
+    assert main(["estimate", "--model", str(built["int"]), "--board", "zcu104", "--resolution", "40x24"]) == 0
+    printed = capsys.readouterr().out
+    assert "VTA share of decoder MACs" in printed and "end-to-end bound" in printed and "g_s_0" in printed
+    from compile.deploy import estimate
+    from compile.vta.config import load_config
+
+    report = estimate(built["int"], load_config("pynq"), SIZE)
+    assert report["vta_s"] > 0 and report["host_s"] > 0 and report["entropy_s"] >= 0
+    assert report["host_slowdown"] == 12.0 and 0 < report["host_share"] < 1
+    assert report["fps"] == pytest.approx(1 / (report["vta_s"] + report["host_s"] + report["entropy_s"]))

@@ -14,7 +14,8 @@ import tvm
 import tvm.relax.backend.cpu_generic.pipeline  # noqa: F401  (dataflow_lower_passes is not re-exported)
 from tvm import relax, s_tir, tirx
 
-COLUMN_TILE = 8   # output columns per tile (unrolled)
+COLUMN_TILE = 6   # output columns per tile (unrolled)
+VECTORS_PER_TILE = 2  # output-channel vectors per tile: COLUMN_TILE x VECTORS_PER_TILE accumulator registers
 VECTOR_BITS = 256  # the AVX2 registers of the x86 host target (targets.X86_HOST)
 # Attaching a block to the tile costs a region analysis over the whole kernel; past this many
 # epilogue blocks (the integer GDN's 80 isqrt ops) the build time explodes, so they run alone.
@@ -92,8 +93,10 @@ def _schedule_conv(sch: s_tir.Schedule, conv, before, after) -> None:
     lanes = _lanes(int(sch.get(co).extent), tvm.DataType(str(sch.get(conv).writes[0].source.dtype)).bits)
     local = sch.cache_write(conv, 0, "local")
     w_outer, w_inner = sch.split(w, [None, COLUMN_TILE])
-    c_outer, c_inner = sch.split(co, [None, lanes])
-    sch.reorder(n, h, w_outer, c_outer, rh, rw, rc, w_inner, c_inner)
+    extent = int(sch.get(co).extent)
+    vectors = VECTORS_PER_TILE if lanes > 1 and extent % (VECTORS_PER_TILE * lanes) == 0 else 1
+    c_outer, c_vec, c_inner = sch.split(co, [None, vectors, lanes])
+    sch.reorder(n, h, w_outer, c_outer, rh, rw, rc, w_inner, c_vec, c_inner)
     sch.reverse_compute_at(local, c_outer)
     tile_space = _space(sch, conv)[:4]
     for block in after if len(after) <= MAX_TILE_EPILOGUE else ():  # element-wise over the accumulator: per tile; anything else on its own
@@ -106,6 +109,7 @@ def _schedule_conv(sch: s_tir.Schedule, conv, before, after) -> None:
     for block in after if len(after) > MAX_TILE_EPILOGUE else ():
         _parallel_spatial(sch, block)
     sch.unroll(w_inner)
+    sch.unroll(c_vec)
     if lanes > 1:
         sch.vectorize(c_inner)
     sch.parallel(sch.fuse(n, h))

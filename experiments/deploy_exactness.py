@@ -26,7 +26,7 @@ from tqdm import tqdm
 import jaxlic
 from compile import tvm as tvm_build
 from compile.bundle import read_bundle
-from compile.deploy import build_bundle, latent_shapes, phases
+from compile.deploy import TimedRunner, build_bundle, latent_shapes, phases
 from compile.runtime import BundleDecoder
 from jaxlic.codec.api import compress, decompress
 from jaxlic.images import default_images, read_images
@@ -34,19 +34,6 @@ from jaxlic.quant import execute
 from jaxlic.secure.keys import generate_key, public_key_of
 
 ODD_PHOTOS = ("chelsea", "rocket", "motorcycle", "coffee")  # 451x300, 640x427, 741x500, 600x400
-
-
-class Timed:
-    """A graph runner that times another (the graph alone, without entropy decoding)."""
-
-    def __init__(self, run):
-        self._run, self.seconds = run, 0.0
-
-    def run(self, inputs, outputs):
-        start = time.perf_counter()
-        result = self._run(inputs, outputs)
-        self.seconds += time.perf_counter() - start
-        return result
 
 
 def host_only(package, size: tuple[int, int]) -> tuple[tvm_build.HostModule, float]:
@@ -92,8 +79,8 @@ def main() -> None:
             for name, image in tqdm(group, desc=f"{size[0]}x{size[1]}"):
                 data = compress(package, image)
                 want = decompress(package, data, backend="numpy")
-                jax_timer = Timed(lambda i, o: execute.run(package.integer, i, o))
-                tvm_timer = Timed(host.run)
+                jax_timer = TimedRunner(lambda i, o: execute.run(package.integer, i, o))
+                tvm_timer = TimedRunner(host.run)
                 decompress(package, data, backend=jax_timer)  # warm: the first call compiles
                 jax_timer.seconds = 0.0
                 decoded = {"jax": decompress(package, data, backend=jax_timer),

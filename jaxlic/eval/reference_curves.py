@@ -1,7 +1,9 @@
-"""CompressAI's published Kodak curves (MSE models, JPEG, BPG, VTM) as results records.
+"""Published Kodak curves as results records: CompressAI's (MSE models, JPEG, BPG, VTM-9.1) and
+the context models LALIC and ELIC.
 
-Figures as quoted in the project's references (CompressAI, results/image/kodak): bpp from real
-byte counts and PSNR-RGB averaged over the 24 images. Stored in ``jaxlic/data/reference_curves.json``.
+Figures as quoted in the project's references (CompressAI, results/image/kodak; LALIC's official
+results; ELIC's paper): bpp from real byte counts and PSNR-RGB averaged over the 24 images.
+Stored in ``jaxlic/data/reference_curves.json``.
 """
 
 from __future__ import annotations

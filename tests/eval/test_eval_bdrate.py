@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
+import jaxlic.cli
+from jaxlic.cli import main
 from jaxlic.errors import DataError
 from jaxlic.eval.bdrate import METHODS, bd_psnr, bd_rate
 from jaxlic.eval.reference_curves import reference_curve
@@ -49,6 +53,22 @@ PUBLISHED = [
 def test_reproduces_published_bd_rates(test: str, anchor: str, published: float, method: str) -> None:
     value = bd_rate(*curve(reference_curve(anchor)), *curve(reference_curve(test)), method=method)
     assert value == pytest.approx(published, abs=1.0)
+
+
+# references.md section 5: BD-rate vs VTM-9.1 with PCHIP over the overlapping PSNR range, to the
+# published two decimals; the least-squares cubic of VCEG-M33 misses them by 0.1-0.3 points.
+PUBLISHED_VS_VTM = {"LALIC": -15.26, "ELIC": -7.02, "bmshj2018-factorized": 68.10, "bmshj2018-hyperprior": 30.49, "mbt2018-mean": 21.28}
+
+
+def test_cli_reproduces_published_bd_rates_vs_vtm(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jaxlic.cli, "COMMAND_MODULES", ("jaxlic.cli.eval_cmds",))
+    assert main(["bdrate", "ref:VTM", *(f"ref:{name}" for name in PUBLISHED_VS_VTM)]) == 0
+    printed = dict(re.findall(r"^(\S+): BD-rate ([-+]\d+\.\d+)%", capsys.readouterr().out, flags=re.MULTILINE))
+    assert {name: float(value) for name, value in printed.items()} == pytest.approx(PUBLISHED_VS_VTM, abs=0.011)
+    vtm = curve(reference_curve("VTM"))
+    for name, published in PUBLISHED_VS_VTM.items():
+        cubic = bd_rate(*vtm, *curve(reference_curve(name)), method="cubic")
+        assert 0.1 < abs(cubic - published) < 0.4
 
 
 @pytest.mark.parametrize(

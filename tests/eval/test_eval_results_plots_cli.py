@@ -67,10 +67,10 @@ def test_save_load_round_trip_and_bad_files(tmp_path: Path) -> None:
 
 
 def test_reference_curves() -> None:
-    assert reference_names() == ["bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "JPEG", "BPG", "VTM"]
+    assert reference_names() == ["bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "JPEG", "BPG", "VTM", "LALIC", "ELIC"]
     for record in reference_curves():
         bpp, quality = curve(record)
-        assert len(bpp) in (8, 19) and bpp == sorted(bpp) and quality == sorted(quality)
+        assert len(bpp) in (6, 8, 19) and bpp == sorted(bpp) and quality == sorted(quality)
     jpeg = reference_curve("jpeg")
     jpeg["results"]["bpp"].clear()  # copies: the stored curves cannot be changed by callers
     assert len(reference_curve("JPEG")["results"]["bpp"]) == 19

@@ -170,27 +170,18 @@ class Lowered:
 
 
 def lower_decoder(config: ModelConfig, params: dict, calibration: Calibration,
-                  scale_table: np.ndarray | None = None) -> Lowered:
-    """Lower hyper-synthesis and synthesis of a zoo model (works on traced parameters).
+                  scale_table: np.ndarray | None = None, synthesis: bool = True) -> Lowered:
+    """Lower hyper-synthesis and (unless `synthesis` is False) synthesis of a zoo model; works
+    on traced parameters.
 
     With `scale_table` (export), hyperprior graphs output `scale_index`; without it (QAT) the
     scale accumulator `scales` is the output, with its exponents in `exponents["scales"]`.
     """
     model = _bound(config, params)
     g = Lowered()
-    means = None
-    if model.hyper:
-        z_exp = calibration["z"]
-        z = _latent_input(g, "z", config.N, z_exp, _medians(params))
-        layers = list(model.h_s)
-        last = max(i for i, layer in enumerate(layers) if isinstance(layer, (Conv, ConvTranspose)))
-        for i, layer in enumerate(layers[last + 1:], last + 1):
-            # A ReLU on the scales changes no table index: every table scale is positive.
-            if not (isinstance(layer, Activation) and layer.kind == "relu"):
-                raise IntegerizationError(f"layer h_s_{i}: only a ReLU may follow the last hyper-synthesis convolution")
-        h, h_exp = _lower_layers(g, "h_s", layers[:last], params, z, jnp.asarray(z_exp), calibration)
-        means = _hyper_outputs(g, config, f"h_s_{last}", layers[last], params[f"h_s_{last}"], h, h_exp,
-                               calibration, scale_table)
+    means = _lower_hyper(g, config, model, params, calibration, scale_table) if model.hyper else None
+    if not synthesis:
+        return g
     offset = None if model.hyper else _medians(params)
     y_exp = calibration["y"]
     y = _latent_input(g, "y", config.M, y_exp, offset, means)
@@ -198,6 +189,22 @@ def lower_decoder(config: ModelConfig, params: dict, calibration: Calibration,
     x, x_exp = _lower_layers(g, "g_s", layers[:-1], params, y, jnp.asarray(y_exp), calibration)
     _pixels(g, f"g_s_{len(layers) - 1}", layers[-1], params, x, x_exp)
     return g
+
+
+def _lower_hyper(g: Lowered, config: ModelConfig, model, params: dict, calibration: Calibration,
+                 scale_table: np.ndarray | None) -> str | None:
+    """z symbols -> h_s -> scale index (or accumulator) [and means]; returns the means tensor."""
+    z_exp = calibration["z"]
+    z = _latent_input(g, "z", config.N, z_exp, _medians(params))
+    layers = list(model.h_s)
+    last = max(i for i, layer in enumerate(layers) if isinstance(layer, (Conv, ConvTranspose)))
+    for i, layer in enumerate(layers[last + 1:], last + 1):
+        # A ReLU on the scales changes no table index: every table scale is positive.
+        if not (isinstance(layer, Activation) and layer.kind == "relu"):
+            raise IntegerizationError(f"layer h_s_{i}: only a ReLU may follow the last hyper-synthesis convolution")
+    h, h_exp = _lower_layers(g, "h_s", layers[:last], params, z, jnp.asarray(z_exp), calibration)
+    return _hyper_outputs(g, config, f"h_s_{last}", layers[last], params[f"h_s_{last}"], h, h_exp,
+                          calibration, scale_table)
 
 
 def _latent_input(g: Lowered, name: str, channels: int, k: np.ndarray, medians=None, means: str | None = None) -> str:
@@ -337,13 +344,15 @@ def _hyper_outputs(g: Lowered, config: ModelConfig, name: str, layer, p: dict, x
     return g.requantize("means.requantize", acc, f - k, *LATENT_RANGE, output="means")
 
 
-def export_graph(config: ModelConfig, params: dict, calibration: Calibration, scale_table: np.ndarray) -> IntegerGraph:
-    """The validated integer graph of a model: `lower_decoder` evaluated once under jit (one
-    compilation instead of hundreds of eager ops), then cast to integers."""
+def export_graph(config: ModelConfig, params: dict, calibration: Calibration, scale_table: np.ndarray,
+                 synthesis: bool = True) -> IntegerGraph:
+    """The validated integer graph of a model's decoder (or of its hyper phase alone):
+    `lower_decoder` evaluated once under jit (one compilation instead of hundreds of eager ops),
+    then cast to integers."""
     box = {}
 
     def constants(p):
-        box["lowered"] = lowered = lower_decoder(config, p, calibration, scale_table)
+        box["lowered"] = lowered = lower_decoder(config, p, calibration, scale_table, synthesis)
         return lowered.consts, lowered.exponents
 
     consts, exponents = jax.jit(constants)(params)

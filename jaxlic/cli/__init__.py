@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "jaxlic.cli.codec_cmds",
     "jaxlic.cli.distill_cmds",
     "jaxlic.cli.eval_cmds",
+    "jaxlic.cli.models_cmds",
     "jaxlic.cli.quant_cmds",
     "jaxlic.cli.sandwich_cmds",
     "jaxlic.cli.secure_cmds",

@@ -1,4 +1,4 @@
-"""`jaxlic compress | decompress | info | models`: the codec from the command line."""
+"""`jaxlic compress | decompress | info`: the codec from the command line."""
 
 from __future__ import annotations
 
@@ -32,9 +32,6 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("info", help="what a bitstream or model package holds")
     p.add_argument("file", type=Path)
     p.set_defaults(func=_info)
-
-    p = subparsers.add_parser("models", help="list the model zoo")
-    p.set_defaults(func=_models)
 
 
 def _add_codec_options(parser) -> None:
@@ -110,16 +107,4 @@ def _info(args: argparse.Namespace) -> int:
                 "config": json.loads(package.config.to_json()), "bytes": len(data),
                 "tables": {k: list(t.freqs.shape) for k, t in package.tables.items()}}
     print(json.dumps(info, indent=2))
-    return 0
-
-
-def _models(args: argparse.Namespace) -> int:
-    from jaxlic.models import ARCHITECTURES, model_config
-
-    print(f"{'model':24s} {'quality':>7s} {'N':>5s} {'M':>5s} {'lambda':>8s}")
-    for name in ARCHITECTURES:
-        for quality in range(1, 9):
-            c = model_config(name, quality)
-            print(f"{name:24s} {quality:7d} {c.N:5d} {c.M:5d} {c.lmbda:8.4f}")
-    print("A width multiplier (--width in training) scales N and M together.")
     return 0

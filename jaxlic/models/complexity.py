@@ -5,8 +5,12 @@ channel-pruned ones included, is measured as built:
 - convolution: output positions x k x k x C_in x C_out;
 - transposed convolution: input positions x k x k x C_in x C_out (each input scatters a window);
 - GDN / inverse GDN: positions x C x C (the gamma matrix product).
-Biases, activations and the entropy models are left out (they are per-element, not per-MAC).
-Per pixel means divided by the pixels of the input image.
+A layer run more than once (a context model's per-pass networks) counts every run. Biases,
+activations and the entropy models are left out (they are per-element, not per-MAC). Per pixel
+means divided by the pixels of the input image.
+
+The encoder runs g_a, h_a, h_s and the context networks; the decoder h_s, the context networks
+and g_s (ENCODER_PARTS, DECODER_PARTS).
 """
 
 from __future__ import annotations
@@ -19,10 +23,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxlic.models.config import ModelConfig
-from jaxlic.models.registry import build_model
+from jaxlic.models.registry import build_model, init_params
 from jaxlic.nn import GDN, Conv, ConvTranspose
 
 _SIDE = 256  # a multiple of every model's downsampling; MACs per pixel do not depend on it
+# Parameter-path prefixes of the context networks (the channel/spatial context of elic2022).
+CONTEXT_PARTS = ("scctx",)
+ENCODER_PARTS = ("g_a", "h_a", "h_s", *CONTEXT_PARTS)
+DECODER_PARTS = ("h_s", "g_s", *CONTEXT_PARTS)
 
 
 def layer_macs(config: ModelConfig) -> dict[str, float]:
@@ -41,7 +49,8 @@ def layer_macs(config: ModelConfig) -> dict[str, float]:
             macs = positions * x.shape[-1] * out.shape[-1]
         else:
             macs = positions * module.kernel_size**2 * x.shape[-1] * out.shape[-1]
-        counts["/".join(module.path)] = macs / _SIDE**2
+        key = "/".join(module.path)
+        counts[key] = counts.get(key, 0.0) + macs / _SIDE**2
         return out
 
     image = jax.ShapeDtypeStruct((1, _SIDE, _SIDE, 3), jnp.float32)
@@ -52,11 +61,24 @@ def layer_macs(config: ModelConfig) -> dict[str, float]:
     return counts
 
 
-def macs_per_pixel(config: ModelConfig, prefixes: tuple[str, ...] = ("g_a", "g_s", "h_a", "h_s")) -> float:
-    """Total MACs per pixel of the transforms whose names start with `prefixes` (default: all).
+def macs_per_pixel(config: ModelConfig, prefixes: tuple[str, ...] | None = None) -> float:
+    """Total MACs per pixel of the layers whose paths start with `prefixes` (default: all).
 
-    The decoder's share is `macs_per_pixel(config, ("g_s", "h_s"))`."""
-    return sum(v for k, v in layer_macs(config).items() if k.startswith(prefixes))
+    The decoder's share is `macs_per_pixel(config, DECODER_PARTS)`."""
+    return sum(v for k, v in layer_macs(config).items() if prefixes is None or k.startswith(prefixes))
+
+
+def model_complexity(config: ModelConfig) -> dict[str, float | int | bool]:
+    """Parameters, encoder and decoder MACs per pixel, and whether the model has a context model."""
+    macs = layer_macs(config)
+    model = build_model(config)
+    params = jax.eval_shape(lambda: init_params(model, 0))
+
+    def part(prefixes: tuple[str, ...]) -> float:
+        return sum(v for k, v in macs.items() if k.startswith(prefixes))
+
+    return {"params": param_count(params), "encoder_macs": part(ENCODER_PARTS),
+            "decoder_macs": part(DECODER_PARTS), "context_model": part(CONTEXT_PARTS) > 0}
 
 
 def param_count(params: Any) -> int:

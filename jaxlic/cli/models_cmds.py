@@ -1,0 +1,35 @@
+"""`jaxlic models`: the zoo with each configuration's size and complexity."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+
+
+def register(subparsers) -> None:
+    from jaxlic.models import ARCHITECTURES
+
+    p = subparsers.add_parser("models", help="list the model zoo: channels, lambda, parameters, kMAC/pixel")
+    p.add_argument("--model", action="append", choices=list(ARCHITECTURES), help="repeatable; default all")
+    p.add_argument("--width", type=float, default=1.0, help="width multiplier (scales N and M; default 1)")
+    p.set_defaults(func=_models)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from jaxlic.models import ARCHITECTURES, model_config
+    from jaxlic.models.complexity import model_complexity
+
+    complexity = functools.cache(model_complexity)  # qualities share channel counts
+    print(f"{'model':22s} {'q':>2s} {'N':>4s} {'M':>4s} {'lambda':>7s} {'params':>10s} "
+          f"{'enc kMAC/px':>11s} {'dec kMAC/px':>11s} context")
+    for name in args.model or ARCHITECTURES:
+        for quality in range(1, 9):
+            c = model_config(name, quality, args.width)
+            info = complexity(dataclasses.replace(c, quality=1, lmbda=0.0))
+            print(f"{name:22s} {quality:2d} {c.N:4d} {c.M:4d} {c.lmbda:7.4f} {info['params']:10,d} "
+                  f"{info['encoder_macs'] / 1e3:11.1f} {info['decoder_macs'] / 1e3:11.1f} "
+                  f"{'yes' if info['context_model'] else 'no'}")
+    print("kMAC/pixel: multiply-accumulates of the networks per input pixel (entropy coding excluded); "
+          "docs/architectures.md says what each side counts.")
+    return 0

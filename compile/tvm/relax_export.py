@@ -23,6 +23,7 @@ import numpy as np
 import tvm
 from tvm import relax, te, tirx
 
+from compile.tvm.schedule import TILE_CHANNELS
 from jaxlic.errors import CompileError, IntegerizationError
 from jaxlic.quant.graph import IntegerGraph, Op
 from jaxlic.quant.intops import conv_output_size, conv_transpose_output_size, subpixel_conv_weights
@@ -238,12 +239,12 @@ def _lower(builder, graph: IntegerGraph, op: Op, args: list, c: dict):
     a, x, dtype, name = op.attrs, args[0], str(graph.info[op.output].dtype), _hint(op.output)
     int32 = lambda value: value.astype("int32")  # noqa: E731
     if op.kind == "conv2d":
-        return builder.emit(_op.add(_conv(graph, op, x, c["weight"], a["padding"], a["stride"]), c["bias"]), name)
+        return builder.emit(_op.add(_conv(builder, graph, op, x, c["weight"], a["padding"], a["stride"]), c["bias"]), name)
     if op.kind == "conv2d_transpose":
-        return builder.emit(_op.add(_conv_transpose(graph, op, x, c["weight"]), c["bias"]), name)
+        return builder.emit(_op.add(_conv_transpose(builder, graph, op, x, c["weight"]), c["bias"]), name)
     if op.kind == "scale_index":
-        above = _op.greater(_op.expand_dims(x, -1), c["thresholds"])
-        return builder.emit(_op.sum(_op.astype(above, "int32"), axis=-1), name)
+        columns = builder.emit(_op.permute_dims(c["thresholds"]))  # (levels, channels): rows contiguous
+        return builder.emit_te(_count_above, x, columns, primfunc_name_hint=name)
     per_element, inputs = {
         "requantize": (_requantize(a.get("lo"), a.get("hi")), [x, c.get("shift")]),
         "leaky_relu": (lambda i, t: tirx.max(t[i], t[i] >> a.get("shift")), [x]),
@@ -259,39 +260,64 @@ def _lower(builder, graph: IntegerGraph, op: Op, args: list, c: dict):
     return _elementwise(builder, name, inputs, per_element, dtype)
 
 
+def _count_above(x, columns):
+    """TE: per element, how many of its channel's thresholds (`columns[level, channel]`) it exceeds."""
+    level = te.reduce_axis((0, columns.shape[0]), "level")
+    return te.compute(x.shape, lambda *i: te.sum((x[i] > columns[level, i[-1]]).astype("int32"), axis=level),
+                      name="count_above")
+
+
 def _magnitude(graph: IntegerGraph, name: str) -> int:
     info = graph.info[name]
     return max(abs(info.lo), abs(info.hi))
 
 
-def _conv(graph: IntegerGraph, op: Op, x, weight, padding: int | tuple[int, int, int, int], stride: int = 1):
+def _conv(builder, graph: IntegerGraph, op: Op, x, weight, padding: int | tuple[int, int, int, int], stride: int = 1):
     """int8 NHWC x int8 HWIO -> int32, computed as CONV_ARITHMETIC says (exact either way)."""
     if CONV_ARITHMETIC == "int8":
         return _op.nn.conv2d(x, weight, stride, padding, data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32")
-    # float32: every partial sum of a conv output is an integer of magnitude at most
-    # max_c sum|w[..., c]| * max|x| (the accumulator bound of IntegerGraph.validate); while that is
-    # below 2^24 every float32 add is exact whatever the summation order, so the result is the
-    # integer sum. Otherwise x = 16 * (x >> 4) + (x & 15) splits it into two such convs.
-    array = graph.constants[op.consts["weight"]].astype(np.int64)
-    reach = int(np.abs(array).sum(axis=(0, 1, 2)).max())
+    taps = graph.constants[op.consts["weight"]]
+    return _exact(builder, graph, op, x, taps, lambda data: _float_conv(data, weight, taps.shape, stride, padding))
 
-    def float_conv(data):
-        acc = _op.nn.conv2d(_op.astype(data, "float32"), _op.astype(weight, "float32"), stride, padding,
-                            data_layout="NHWC", kernel_layout="HWIO", out_dtype="float32")
-        return _op.astype(acc, "int32")
 
+def _exact(builder, graph: IntegerGraph, op: Op, x, taps: np.ndarray, float_conv):
+    """The int32 result of `float_conv` (a float32 convolution of x's integers with the HWIO
+    kernel `taps`, NumPy, in the form that runs) made exact.
+
+    Every partial sum of an output is an integer of magnitude at most max|x| * sum|w| over that
+    output's taps (a column of `taps`; IntegerGraph.validate bounds max|x|). While that is below
+    2^24 every float32 add is exact whatever the summation order, so one float32 convolution
+    gives the integer sum. Otherwise x = 16 * (x >> 4) + (x & 15) splits it into two such convs."""
+    reach = int(np.abs(taps.astype(np.int64)).sum(axis=(0, 1, 2)).max())
+    exact = lambda data: _op.astype(float_conv(data), "int32")  # noqa: E731
     if reach * _magnitude(graph, op.inputs[0]) < FLOAT_EXACT:
-        return float_conv(x)
+        return exact(x)
     if reach * 15 >= FLOAT_EXACT:
         raise CompileError(f"weights with sum|w| = {reach} per channel are too large for exact float32 convolution")
-    high = float_conv(_op.right_shift(x, relax.const(4, "int8")))
-    low = float_conv(_op.bitwise_and(x, relax.const(15, "int8")))
+    high = exact(builder.emit(_op.right_shift(x, relax.const(4, "int8"))))
+    low = exact(builder.emit(_op.bitwise_and(x, relax.const(15, "int8"))))
     return _op.add(_op.left_shift(high, _i32(4)), low)
 
 
-def _conv_transpose(graph: IntegerGraph, op: Op, x, weight):
-    """The sub-pixel form of `intops.subpixel_conv_weights`: one stride-1 conv whose output
-    channels hold the stride x stride output phases, then depth-to-space (and a crop)."""
+def _float_conv(data, weight, shape: tuple[int, ...], stride: int, padding):
+    """float32 NHWC conv of int8 data and an int8 HWIO weight of `shape`. Output channels are
+    padded with zero filters to a multiple of the schedule's register tile (and cut after), so
+    a narrow output (the 3 x 4 phases of the pixel layer) still runs in whole vectors."""
+    kh, kw, cin, cout = shape
+    weight = _op.astype(weight, "float32")
+    extra = -cout % TILE_CHANNELS
+    if extra:
+        weight = _op.concat([weight, _op.zeros((kh, kw, cin, extra), "float32")], axis=3)
+    acc = _op.nn.conv2d(_op.astype(data, "float32"), weight, stride, padding, data_layout="NHWC",
+                        kernel_layout="HWIO", out_dtype="float32")
+    return _op.strided_slice(acc, axes=[3], begin=[0], end=[cout]) if extra else acc
+
+
+def _conv_transpose(builder, graph: IntegerGraph, op: Op, x, weight):
+    """The sub-pixel form of `intops.subpixel_conv_weights`: a stride-1 conv whose output
+    channels hold the stride x stride output phases. With output channels in whole register
+    tiles it is one kernel writing the upsampled output directly (output (y, x) reads phase
+    column (y % s, x % s)); otherwise a packed conv, then depth-to-space (and a crop)."""
     kh, kw, cin, cout = graph.constants[op.consts["weight"]].shape
     s, p, extra = op.attrs["stride"], op.attrs["padding"], op.attrs["output_padding"]
     try:
@@ -308,9 +334,54 @@ def _conv_transpose(graph: IntegerGraph, op: Op, x, weight):
     packed = _op.take(table, relax.const(taps.reshape(-1)), axis=0, mode="clip")
     packed = _op.reshape(_op.permute_dims(_op.reshape(packed, (span, span, s, s, cin, cout)), (0, 1, 4, 2, 3, 5)),
                          (span, span, cin, s * s * cout))
-    phases = _conv(graph, op, x, packed, pad)
+    phase_taps = subpixel_conv_weights(graph.constants[op.consts["weight"]], s, p)[0]
+    if cout % TILE_CHANNELS == 0:
+        packed = builder.emit(packed)
+        windows = tuple(_window(taps[:, :, 0, phase]) for phase in range(s * s))
+        return _exact(builder, graph, op, x, phase_taps,
+                      lambda data: builder.emit_te(_upsampling_conv, data, packed, s, pad, cout, (ho, wo), windows,
+                                                   primfunc_name_hint="conv2d_transpose"))
+    phases = _exact(builder, graph, op, x, phase_taps, lambda data: _float_conv(data, packed, phase_taps.shape, 1, pad))
     grid = _op.reshape(_op.permute_dims(_op.reshape(phases, (n, h, w, s, s, cout)), (0, 1, 3, 2, 4, 5)),
                        (n, h * s, w * s, cout))
     if (ho, wo) == (h * s, w * s):
         return grid
     return _op.strided_slice(grid, axes=[1, 2], begin=[0, 0], end=[ho, wo])
+
+
+def _window(taps: np.ndarray) -> tuple[int, int, int, int]:
+    """First row, first column, rows and columns of the nonzero taps of one phase's kernel."""
+    rows, cols = np.nonzero(taps.any(axis=1))[0], np.nonzero(taps.any(axis=0))[0]
+    return int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+
+
+def _phase_conv(padded, kernel, window, column: int, shape, name: str):
+    """TE: one output phase, a stride-1 conv over its window of the packed kernel."""
+    top, left, rows, cols = window
+    rh, rw = te.reduce_axis((0, rows), "rh"), te.reduce_axis((0, cols), "rw")
+    rc = te.reduce_axis((0, padded.shape[3]), "rc")
+    return te.compute(shape, lambda b, i, j, c: te.sum(
+        padded[b, i + top + rh, j + left + rw, rc] * kernel[top + rh, left + rw, rc, column + c], axis=[rh, rw, rc]),
+        name=name)
+
+
+def _upsampling_conv(data, packed, s: int, pad: int, cout: int, size: tuple[int, int], windows):
+    """TE: float32 (N, ho, wo, cout) from int8 NHWC data and the packed sub-pixel kernel, one
+    stride-1 conv per output phase over that phase's taps only (`windows`: per phase
+    py * s + px, the first row and column and the extents of its taps in the packed kernel; a
+    5x5 / 2 kernel has 25 taps per 2x2 outputs, the packed form 36), interleaved into the output."""
+    n, h, w, cin = data.shape
+    padded = te.compute((n, h + 2 * pad, w + 2 * pad, cin), lambda b, i, j, c: tirx.if_then_else(
+        tirx.all(i >= pad, i < h + pad, j >= pad, j < w + pad), data[b, i - pad, j - pad, c].astype("float32"),
+        tirx.const(0.0, "float32")), name="pad")
+    kernel = te.compute(packed.shape, lambda *i: packed[i].astype("float32"), name="kernel")
+    phases = {divmod(phase, s): _phase_conv(padded, kernel, window, phase * cout, (n, h, w, cout),
+                                            f"conv2d_phase{phase}") for phase, window in enumerate(windows)}
+
+    def pick(b, y, x, c):
+        value = tirx.const(0.0, "float32")
+        for (py, px), phase in phases.items():
+            value = tirx.if_then_else(tirx.all(y % s == py, x % s == px), phase[b, y // s, x // s, c], value)
+        return value
+
+    return te.compute((n, *size, cout), pick, name="interleave")

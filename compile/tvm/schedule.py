@@ -4,8 +4,11 @@ TVM's default CPU pipeline legalizes each op to a plain loop nest (one thread, n
 100x slower than XLA on a convolution. After fusion this pipeline schedules every kernel by rule:
 a convolution is tiled as (rows in parallel) x (output-column tile) x (output-channel vector)
 with the reduction loops outside the tile and its accumulators in a local buffer, and a short
-element-wise epilogue (bias, requantize) computed per tile; any other kernel runs its rows in
-parallel, computing the blocks it reads row by row. No tuning, so builds stay fast.
+element-wise epilogue (bias, requantize) computed per tile; the per-phase convolutions of an
+upsampling convolution are tiled the same way, one input row at a time, and interleaved into
+their output rows with the epilogue; any other kernel runs its rows in parallel, computing the
+blocks it reads row by row (a reduction over a minor axis vectorized across the row). No
+tuning, so builds stay fast.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from tvm import relax, s_tir, tirx
 COLUMN_TILE = 6   # output columns per tile (unrolled)
 VECTORS_PER_TILE = 2  # output-channel vectors per tile: COLUMN_TILE x VECTORS_PER_TILE accumulator registers
 VECTOR_BITS = 256  # the AVX2 registers of the x86 host target (targets.X86_HOST)
+TILE_CHANNELS = VECTORS_PER_TILE * VECTOR_BITS // 32  # float32 output channels of one register tile
 # Attaching a block to the tile costs a region analysis over the whole kernel; past this many
 # epilogue blocks (the integer GDN's 80 isqrt ops) the build time explodes, so they run alone.
 MAX_TILE_EPILOGUE = 16
@@ -61,6 +65,8 @@ def _schedule(sch: s_tir.Schedule) -> None:
     convs = [i for i, b in enumerate(blocks) if sch.get(b).name_hint.startswith("conv2d") and _is_reduction(sch, b)]
     if len(convs) == 1:
         _schedule_conv(sch, blocks[convs[0]], blocks[:convs[0]], blocks[convs[0] + 1:])
+    elif convs:
+        _schedule_phases(sch, [blocks[i] for i in convs], blocks[:convs[0]], blocks[convs[-1] + 1:])
     elif blocks:
         _schedule_rows(sch, blocks[-1], blocks[:-1])
 
@@ -84,20 +90,39 @@ def _lanes(extent: int, dtype_bits: int) -> int:
     return lanes
 
 
+def _column_tile(width: int) -> int:
+    """Output columns per register tile: COLUMN_TILE, or the widest smaller tile dividing the
+    width (a partial last tile puts a predicate in the unrolled tile, 2-4x slower)."""
+    return next((t for t in range(COLUMN_TILE, 1, -1) if width % t == 0), COLUMN_TILE)
+
+
+def _tile_conv(sch: s_tir.Schedule, conv, loops):
+    """Tile a convolution's loops (w, co, rh, rw, rc) into register tiles: accumulators in a
+    local buffer, reductions outside the tile. Returns the loop the tile runs in."""
+    w, co, rh, rw, rc = loops
+    lanes = _lanes(int(sch.get(co).extent), tvm.DataType(str(sch.get(conv).writes[0].source.dtype)).bits)
+    local = sch.cache_write(conv, 0, "local")
+    w_outer, w_inner = sch.split(w, [None, _column_tile(int(sch.get(w).extent))])
+    extent = int(sch.get(co).extent)
+    vectors = VECTORS_PER_TILE if lanes > 1 and extent % (VECTORS_PER_TILE * lanes) == 0 else 1
+    c_outer, c_vec, c_inner = sch.split(co, [None, vectors, lanes])
+    sch.reorder(w_outer, c_outer, rh, rw, rc, w_inner, c_vec, c_inner)
+    sch.reverse_compute_at(local, c_outer)
+    sch.unroll(w_inner)
+    sch.unroll(c_vec)
+    if lanes > 1:
+        sch.vectorize(c_inner)
+    sch.decompose_reduction(conv, rh)
+    return c_outer
+
+
 def _schedule_conv(sch: s_tir.Schedule, conv, before, after) -> None:
     """Tile the convolution; its epilogue (the blocks after it) runs per tile, in cache."""
     loops = sch.get_loops(conv)
     if len(loops) != 7:
         return _schedule_rows(sch, conv, before)
-    n, h, w, co, rh, rw, rc = loops
-    lanes = _lanes(int(sch.get(co).extent), tvm.DataType(str(sch.get(conv).writes[0].source.dtype)).bits)
-    local = sch.cache_write(conv, 0, "local")
-    w_outer, w_inner = sch.split(w, [None, COLUMN_TILE])
-    extent = int(sch.get(co).extent)
-    vectors = VECTORS_PER_TILE if lanes > 1 and extent % (VECTORS_PER_TILE * lanes) == 0 else 1
-    c_outer, c_vec, c_inner = sch.split(co, [None, vectors, lanes])
-    sch.reorder(n, h, w_outer, c_outer, rh, rw, rc, w_inner, c_vec, c_inner)
-    sch.reverse_compute_at(local, c_outer)
+    sch.parallel(sch.fuse(*loops[:2]))
+    c_outer = _tile_conv(sch, conv, loops[2:])
     tile_space = _space(sch, conv)[:4]
     for block in after if len(after) <= MAX_TILE_EPILOGUE else ():  # element-wise over the accumulator: per tile; anything else on its own
         try:
@@ -108,12 +133,35 @@ def _schedule_conv(sch: s_tir.Schedule, conv, before, after) -> None:
             _parallel_spatial(sch, block)
     for block in after if len(after) > MAX_TILE_EPILOGUE else ():
         _parallel_spatial(sch, block)
-    sch.unroll(w_inner)
-    sch.unroll(c_vec)
-    if lanes > 1:
-        sch.vectorize(c_inner)
-    sch.parallel(sch.fuse(n, h))
-    sch.decompose_reduction(conv, rh)
+    for block in before:
+        _parallel_spatial(sch, block)
+
+
+def _schedule_phases(sch: s_tir.Schedule, convs, before, after) -> None:
+    """Several convolutions read by one element-wise output (the output phases of an upsampling
+    convolution, interleaved): per input row, each convolution's row (tiled), then the output
+    rows it makes (the epilogue inlined into one block)."""
+    for block in after[:-1]:
+        sch.compute_inline(block)
+    out = after[-1]
+    b, y, x, c = sch.get_loops(out)
+    stride = -(-int(sch.get(y).extent) // int(sch.get(sch.get_loops(convs[0])[1]).extent))  # output rows per input row
+    y_outer, y_phase = sch.split(y, [None, stride])
+    x_outer, x_phase = sch.split(x, [None, stride])
+    lanes = _lanes(int(sch.get(c).extent), 32)
+    c_outer, c_inner = sch.split(c, [None, lanes])
+    rows = sch.fuse(b, y_outer)
+    sch.reorder(rows, y_phase, x_outer, x_phase, c_outer, c_inner)
+    sch.unroll(y_phase)
+    sch.unroll(x_phase)
+    sch.vectorize(c_inner)
+    for conv in convs:
+        sch.compute_at(conv, rows)
+    sch.parallel(rows)
+    for conv in convs:
+        loops = sch.get_loops(conv)[1:]  # one row: (w, co, rh, rw, rc) where every extent exceeds 1
+        if len(loops) == 5:
+            _tile_conv(sch, conv, loops)
     for block in before:
         _parallel_spatial(sch, block)
 
@@ -138,6 +186,19 @@ def _schedule_rows(sch: s_tir.Schedule, anchor, before) -> None:
         except s_tir.ScheduleError:
             _parallel_spatial(sch, block)
     sch.parallel(rows)
+    if kinds[-1] == tirx.IterVar.CommReduce and tirx.IterVar.CommReduce not in kinds[:-1]:
+        _vectorize_across(sch, anchor, loops[2:-1], loops[-1])
+
+
+def _vectorize_across(sch: s_tir.Schedule, block, spatial, reduction) -> None:
+    """A reduction over a minor axis (e.g. a count of thresholds below each value): the
+    reduction loop outside the row's other loops and the innermost one vectorized, so each
+    step is one vector operation over the row's accumulators."""
+    lanes = _lanes(int(sch.get(spatial[-1]).extent), tvm.DataType(str(sch.get(block).writes[0].source.dtype)).bits)
+    sch.reorder(reduction, *spatial)
+    if lanes > 1:
+        sch.vectorize(sch.split(spatial[-1], [None, lanes])[1])
+    sch.decompose_reduction(block, reduction)
 
 
 def _parallel_spatial(sch: s_tir.Schedule, block) -> None:

@@ -1,6 +1,6 @@
 """Real bitstreams: model packages, the bitstream container, compress/decompress."""
 
-from jaxlic.codec.api import compress, compress_many, decompress, decompress_many
+from jaxlic.codec.api import Latents, compress, decode_latents, decompress
 from jaxlic.codec.bitstream import Bitstream
 from jaxlic.codec.package import ModelPackage, build_tables
 
@@ -11,6 +11,5 @@ def load(path) -> ModelPackage:
 
 
 __all__ = [
-    "Bitstream", "ModelPackage", "build_tables", "compress", "compress_many", "decompress",
-    "decompress_many", "load",
+    "Bitstream", "Latents", "ModelPackage", "build_tables", "compress", "decode_latents", "decompress", "load",
 ]

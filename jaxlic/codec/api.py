@@ -9,13 +9,12 @@ allocating anything for them: memory grows with the pixel count (docs/codec.md).
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from jaxlic.codec.bitstream import MAX_SIDE, Bitstream
 from jaxlic.codec.package import ModelPackage
-from jaxlic.entropy.gaussian import scale_indexes
 from jaxlic.errors import BitstreamError, ImageError
 from jaxlic.images import MAX_PIXELS, check_pixels, read_image
 
@@ -80,16 +79,13 @@ def compress(package: ModelPackage, image: ImageLike, max_pixels: int = MAX_PIXE
     return bitstream.to_bytes()
 
 
-def _hyper(package: ModelPackage, z_symbols: np.ndarray, backend: str):
-    """(table index of every y element, means for the encoder, means for the synthesis)."""
-    if package.integer is not None:
-        from jaxlic.quant.codec import integer_hyper
+def _hyper(package: ModelPackage, z_symbols: np.ndarray, backend):
+    """(table index of every y element, means for the encoder, means for the synthesis), all
+    from the package's integer hyper graph, so encoder and decoder agree on every machine."""
+    from jaxlic.quant.codec import integer_hyper
 
-        return integer_hyper(package, z_symbols, backend)
-    fns = package.transforms
-    scales, means = fns.hyper_synthesis(z_symbols.astype(np.float32) + fns.medians)
-    means = None if means is None else np.asarray(means)
-    return scale_indexes(np.asarray(scales), package.scale_table), means, means
+    indexes, means, integer_means = integer_hyper(package.hyper_graph, z_symbols, backend)
+    return indexes, means, integer_means if package.integer is not None else means
 
 
 def _reconstruct(package: ModelPackage, y_symbols: np.ndarray, means, height: int, width: int,
@@ -104,13 +100,18 @@ def _reconstruct(package: ModelPackage, y_symbols: np.ndarray, means, height: in
     return _to_pixels(fns.synthesis(y_symbols.astype(np.float32) + offset), height, width)
 
 
-def decompress(package: ModelPackage, data: bytes, backend: str = "jax", max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode a bitstream made with this package into a uint8 H x W x 3 image.
+@dataclass(frozen=True)
+class Latents:
+    """What a bitstream decodes to before the synthesis: identical on every machine."""
 
-    `backend` matters for integer-mode packages only: "jax" (jitted), "jax-eager" or "numpy"
-    (the integer reference); all three give the same bits. A declared size above `max_pixels`
-    is an ImageError before anything is decoded.
-    """
+    y_symbols: np.ndarray  # (1, h/16, w/16, M) int64, h and w padded to the model's multiple
+    means: np.ndarray | None  # the synthesis' means (int32 in integer mode, float32 otherwise)
+    height: int
+    width: int
+
+
+def decode_latents(package: ModelPackage, data: bytes, backend="jax", max_pixels: int = MAX_PIXELS) -> Latents:
+    """Entropy-decode a bitstream made with this package (see `decompress` for the arguments)."""
     bitstream = Bitstream.from_bytes(bytes(data), package.fingerprint)
     check_pixels(bitstream.height, bitstream.width, max_pixels, "bitstream image")
     model, coders = package.model, package.coders
@@ -128,14 +129,16 @@ def decompress(package: ModelPackage, data: bytes, backend: str = "jax", max_pix
         z_symbols = coders["bottleneck"].decode(bitstream.streams[0], _channel_index(z_shape))
         indexes, _, means = _hyper(package, z_symbols.reshape(z_shape), backend)
         y_symbols = coders["gaussian"].decode(bitstream.streams[1], indexes).reshape(y_shape)
-    return _reconstruct(package, y_symbols, means, bitstream.height, bitstream.width, backend)
+    return Latents(y_symbols, means, bitstream.height, bitstream.width)
 
 
-def compress_many(package: ModelPackage, images: Sequence[ImageLike]) -> list[bytes]:
-    """Encode several images (each keeps its own size)."""
-    return [compress(package, image) for image in images]
+def decompress(package: ModelPackage, data: bytes, backend="jax", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode a bitstream made with this package into a uint8 H x W x 3 image.
 
-
-def decompress_many(package: ModelPackage, streams: Sequence[bytes]) -> list[np.ndarray]:
-    """Decode several bitstreams."""
-    return [decompress(package, data) for data in streams]
+    `backend` runs the integer graphs (the entropy parameters of hyperprior packages, and the
+    synthesis of integer-mode ones): "jax" (jitted), "jax-eager" or "numpy" (the integer
+    reference); all three give the same latents, and integer-mode packages the same pixels.
+    A declared size above `max_pixels` is an ImageError before anything is decoded.
+    """
+    latents = decode_latents(package, data, backend, max_pixels)
+    return _reconstruct(package, latents.y_symbols, latents.means, latents.height, latents.width, backend)

@@ -3,8 +3,10 @@
 Layout: magic `JXLMPKG\\0`, format version (u16), header length (u32), a JSON header (config and
 an index of arrays), the raw little-endian arrays, and a SHA-256 of everything before it.
 The fingerprint that bitstreams carry is a hash of config, parameters and tables. Integer-mode
-packages add the integer decoder graph (header key `integer`, arrays `integer/<constant>`),
-which also enters the fingerprint.
+packages add the integer decoder graph (header key `integer`, arrays `integer/<constant>`);
+float hyperprior packages add the integer graph of their hyper phase, which gives the entropy
+parameters (header key `entropy`, arrays `entropy/<constant>`; derived when a package without
+it is first coded). Both graphs enter the fingerprint.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class ModelPackage:
     tables: dict[str, CodingTables] = field(default_factory=dict)
     scale_table: np.ndarray | None = None
     integer: "IntegerGraph | None" = None  # integer mode: the decoder runs this graph
+    entropy: "IntegerGraph | None" = None  # float hyperprior: z symbols -> table indexes (and means)
 
     @functools.cached_property
     def model(self):
@@ -63,11 +66,27 @@ class ModelPackage:
         return {name: SymbolCoder(tables) for name, tables in self.tables.items()}
 
     @functools.cached_property
-    def fingerprint(self) -> bytes:
-        """SHA-256 (first 8 bytes) of config, parameters and tables: what a bitstream names."""
-        digest = hashlib.sha256(self.config.to_json().encode())
+    def hyper_graph(self) -> "IntegerGraph | None":
+        """The integer graph that gives a hyperprior's table indexes (and means): the decoder
+        graph in integer mode, else the entropy graph (derived once if the package has none)."""
+        if not self.model.hyper:
+            return None
         if self.integer is not None:
-            digest.update(self.integer.spec_json().encode())
+            return self.integer
+        if self.entropy is None:
+            from jaxlic.quant.entropy_params import entropy_graph
+
+            self.entropy = entropy_graph(self.config, self.params, self.tables["bottleneck"], self.scale_table)
+        return self.entropy
+
+    @functools.cached_property
+    def fingerprint(self) -> bytes:
+        """SHA-256 (first 8 bytes) of config, parameters, tables and integer graphs: what a
+        bitstream names."""
+        digest = hashlib.sha256(self.config.to_json().encode())
+        graph = self.integer or self.hyper_graph
+        if graph is not None:
+            digest.update(graph.spec_json().encode())
         for name, array in sorted(self._arrays().items()):
             digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
             digest.update(np.ascontiguousarray(array).tobytes())
@@ -82,6 +101,8 @@ class ModelPackage:
             arrays["tables/scale_table"] = np.asarray(self.scale_table, np.float64)
         if self.integer is not None:
             arrays.update(self.integer.to_arrays("integer"))
+        elif self.hyper_graph is not None:
+            arrays.update(self.hyper_graph.to_arrays("entropy"))
         return arrays
 
     def save(self, path: str | Path) -> None:
@@ -97,6 +118,8 @@ class ModelPackage:
         header = {"config": json.loads(self.config.to_json()), "arrays": index}
         if self.integer is not None:
             header["integer"] = self.integer.spec()
+        elif self.hyper_graph is not None:
+            header["entropy"] = self.hyper_graph.spec()
         with atomic_path(path) as tmp:
             tmp.write_bytes(frame(MAGIC, VERSION, json.dumps(header).encode(), b"".join(blobs)))
 
@@ -119,14 +142,14 @@ class ModelPackage:
                 raise PackageError("the header is not an object with a config")
             config = _checked_config(ModelConfig.from_json(header["config"]))
             arrays = _read_arrays(header.get("arrays"), body)
-            package = cls._from_arrays(config, arrays, header.get("integer"))
+            package = cls._from_arrays(config, arrays, header.get("integer"), header.get("entropy"))
         except (ValueError, RecursionError) as exc:  # includes PackageError and ConfigError
             raise PackageError(f"{name}: malformed model package ({exc})") from None
         return package
 
     @classmethod
     def _from_arrays(cls, config: ModelConfig, arrays: dict[str, np.ndarray],
-                     integer_spec: dict | None = None) -> "ModelPackage":
+                     integer_spec: dict | None = None, entropy_spec: dict | None = None) -> "ModelPackage":
         """Build and validate a package; the parameters are checked against the model before
         any table is expanded, so table sizes are bounded by the model's."""
         params = traverse_util.unflatten_dict(
@@ -146,15 +169,30 @@ class ModelPackage:
             raise PackageError(f"model package has coding tables {sorted(names)}, the model needs {sorted(counts)}; "
                                "run build_tables first")
         tables = {n: CodingTables.from_arrays(arrays, f"tables/{n}", counts[n]) for n in sorted(names)}
-        integer = None
-        if integer_spec is not None:
-            from jaxlic.quant.graph import IntegerGraph
+        if entropy_spec is not None and (integer_spec is not None or not hyper):
+            raise PackageError("only float hyperprior packages carry an entropy graph")
+        integer = _graph(integer_spec, arrays, "integer")
+        entropy = _graph(entropy_spec, arrays, "entropy")
+        if entropy is not None:
+            from jaxlic.quant.entropy_params import check_entropy_graph
 
             try:
-                integer = IntegerGraph.from_arrays(integer_spec, arrays, "integer")
+                check_entropy_graph(entropy, config)
             except IntegerizationError as exc:
-                raise PackageError(f"model package has a bad integer graph: {exc}") from None
-        return cls(config, params, tables, scale_table, integer)
+                raise PackageError(f"model package has a bad entropy graph: {exc}") from None
+        return cls(config, params, tables, scale_table, integer, entropy)
+
+
+def _graph(spec: dict | None, arrays: dict[str, np.ndarray], prefix: str) -> "IntegerGraph | None":
+    """The validated integer graph stored under `prefix`, or None; PackageError if it is bad."""
+    if spec is None:
+        return None
+    from jaxlic.quant.graph import IntegerGraph
+
+    try:
+        return IntegerGraph.from_arrays(spec, arrays, prefix)
+    except IntegerizationError as exc:
+        raise PackageError(f"model package has a bad {prefix} graph: {exc}") from None
 
 
 def _check_params(config: ModelConfig, params: dict) -> bool:
@@ -255,7 +293,6 @@ class Transforms:
         self.medians = np.asarray(params["entropy_bottleneck"]["quantiles"][:, 0, 1], np.float32)
         if model.hyper:
             self.hyper_analysis = bound("hyper_analysis")
-            self.hyper_synthesis = bound("hyper_synthesis")
 
 
 def build_tables(config: ModelConfig, params: dict, quantiles: str = "solve",

@@ -65,13 +65,6 @@ def gaussian_conditional(
     return quantized, gaussian_likelihood(quantized, scales, means)
 
 
-def scale_indexes(scales: np.ndarray, scale_table: np.ndarray) -> np.ndarray:
-    """Index of the table entry used for each scale: the first entry >= the bounded scale."""
-    bounded = np.maximum(scales, SCALE_BOUND)
-    index = np.searchsorted(scale_table[:-1], bounded, side="left")
-    return index.astype(np.int32)
-
-
 def gaussian_table_pmfs(scale_table: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Per table scale: the pmf over [-c, c] (c = ceil(6.109 * scale)), its tail mass, and the
     offsets -c."""

@@ -25,6 +25,7 @@ class FactorizedPrior(nn.Module):
     config: ModelConfig
     downsampling = 16
     hyper = False
+    predicts_means = False  # the hyperprior predicts each latent's mean as well as its scale
 
     def setup(self):
         c = self.config
@@ -90,6 +91,8 @@ class ScaleHyperprior(FactorizedPrior):
 
 class MeanScaleHyperprior(ScaleHyperprior):
     """mbt2018-mean: the hyperprior predicts a mean and a scale for each latent element."""
+
+    predicts_means = True
 
     def hyper_analysis_layers(self) -> list[nn.Module]:
         N = self.config.N

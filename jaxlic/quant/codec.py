@@ -1,8 +1,10 @@
-"""The integer decoder path of the codec: table indexes, means and pixels from the integer graph.
+"""The integer decoder path of the codec: table indexes, means and pixels from integer graphs.
 
 Everything that decides how the decoder reads the bitstream (hyper-synthesis, scale -> table
-index) and everything it outputs (synthesis) is integer, so a bitstream decodes to the same
-bits with any backend: XLA jitted or op by op, on any thread count, or the NumPy reference.
+index) is integer in every hyperprior package: the decoder graph of integer-mode packages, the
+entropy graph (`jaxlic.quant.entropy_params`) of float ones. So a bitstream's latents decode to
+the same bits with any backend: XLA jitted or op by op, on any thread count, or the NumPy
+reference; integer-mode packages make the pixels (the synthesis) integer too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from jaxlic.codec.package import ModelPackage
 from jaxlic.errors import ConfigError
 from jaxlic.quant import execute, reference
 from jaxlic.quant.export import check_integer_package
+from jaxlic.quant.graph import IntegerGraph
 
 BACKENDS = ("jax", "jax-eager", "numpy")
 
@@ -28,8 +31,8 @@ class GraphRunner(Protocol):
 Backend = Literal["jax", "jax-eager", "numpy"] | GraphRunner
 
 
-def _run(package: ModelPackage, inputs: dict[str, np.ndarray], outputs: list[str], backend: Backend) -> dict:
-    graph = check_integer_package(package)
+def run_graph(graph: IntegerGraph, inputs: dict[str, np.ndarray], outputs: list[str], backend: Backend) -> dict:
+    """Run `graph` with one of the BACKENDS or another GraphRunner (which runs its own copy)."""
     if not isinstance(backend, str):
         return backend.run(inputs, outputs)
     if backend == "numpy":
@@ -44,16 +47,16 @@ def as_symbols(values: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(values), np.iinfo(np.int32).min, np.iinfo(np.int32).max).astype(np.int32)
 
 
-def integer_hyper(package: ModelPackage, z_symbols: np.ndarray, backend: Backend = "jax"
+def integer_hyper(graph: IntegerGraph, z_symbols: np.ndarray, backend: Backend = "jax"
                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """(table index of every y element, means as float for the encoder or None, means as the
-    integers the synthesis takes or None)."""
-    wanted = ["scale_index"] + (["means"] if package.config.arch == "mbt2018-mean" else [])
-    out = _run(package, {"z_symbols": as_symbols(z_symbols)}, wanted, backend)
+    """(table index of every y element, means as float or None, means as the integers an
+    integer synthesis takes or None) from a graph with the hyper phase (`scale_index` [, `means`])."""
+    wanted = ["scale_index"] + (["means"] if "means" in graph.outputs else [])
+    out = run_graph(graph, {"z_symbols": as_symbols(z_symbols)}, wanted, backend)
     means = out.get("means")
     if means is None:
         return out["scale_index"], None, None
-    exponents = np.asarray(package.integer.exponents["means"], np.float64)
+    exponents = np.asarray(graph.exponents["means"], np.float64)
     return out["scale_index"], (means * np.exp2(-exponents)).astype(np.float32), means
 
 
@@ -63,4 +66,4 @@ def integer_synthesis(package: ModelPackage, y_symbols: np.ndarray, means: np.nd
     inputs = {"y_symbols": as_symbols(y_symbols)}
     if means is not None:
         inputs["means"] = means
-    return _run(package, inputs, ["pixels"], backend)["pixels"]
+    return run_graph(check_integer_package(package), inputs, ["pixels"], backend)["pixels"]

@@ -40,7 +40,7 @@ def check_integer_package(package: ModelPackage) -> IntegerGraph:
     config, hyper = package.config, package.model.hyper
     want_inputs = {"y_symbols": config.M, **({"z_symbols": config.N} if hyper else {})}
     want_outputs = {"pixels", *(("scale_index",) if hyper else ())}
-    if config.arch == "mbt2018-mean":
+    if package.model.predicts_means:
         want_outputs.add("means")
     if graph.inputs != want_inputs or set(graph.outputs) != want_outputs or "y" not in graph.exponents:
         raise IntegerizationError(

@@ -98,7 +98,7 @@ def calibrate(config: ModelConfig, params: dict, batches: Iterable[np.ndarray]) 
             z_hat = jnp.round(z - med) + med
             seen["z"] = z_hat
             h = _float_walk("h_s", model.h_s, z_hat, seen)
-            if config.arch == "mbt2018-mean":
+            if model.predicts_means:
                 means = jnp.split(h, 2, axis=-1)[1]
         offset = means if means is not None else (0.0 if model.hyper else _medians(params))
         y_hat = jnp.round(y - offset) + offset
@@ -204,7 +204,7 @@ def _lower_hyper(g: Lowered, config: ModelConfig, model, params: dict, calibrati
             raise IntegerizationError(f"layer h_s_{i}: only a ReLU may follow the last hyper-synthesis convolution")
     h, h_exp = _lower_layers(g, "h_s", layers[:last], params, z, jnp.asarray(z_exp), calibration)
     return _hyper_outputs(g, config, f"h_s_{last}", layers[last], params[f"h_s_{last}"], h, h_exp,
-                          calibration, scale_table)
+                          calibration, scale_table, model.predicts_means)
 
 
 def _latent_input(g: Lowered, name: str, channels: int, k: np.ndarray, medians=None, means: str | None = None) -> str:
@@ -317,10 +317,10 @@ def _pixels(g: Lowered, name: str, layer, params: dict, x: str, x_exp) -> None:
 
 
 def _hyper_outputs(g: Lowered, config: ModelConfig, name: str, layer, p: dict, x: str, x_exp,
-                   calibration: Calibration, scale_table: np.ndarray | None) -> str | None:
+                   calibration: Calibration, scale_table: np.ndarray | None, split: bool) -> str | None:
     """The last h_s convolution: the scale accumulator (-> table index) and, for mean-scale
     models (which predict scales and means in one convolution), the means at the exponents of y."""
-    M, split = config.M, config.arch == "mbt2018-mean"
+    M = config.M
     weight, bias, f = _quantized(p["kernel"][..., :M], p["bias"][:M], x_exp, 31.0)
     _conv_op(g, f"{name}.scales" if split else name, layer, x, weight, bias, output="scales")
     g.exponents["scales"] = f

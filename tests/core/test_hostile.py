@@ -176,6 +176,8 @@ CRAFTED = {
     "no scale table": _drop("tables/scale_table"),
     "decreasing scales": _poke("tables/scale_table", 1e9),
     "zero frequency": _poke("tables/bottleneck/packed_freqs", 0),
+    "entropy graph without constants": _drop("entropy/"),
+    "entropy graph of another model": _raw(('"channels": 32', '"channels": 31')),
 }
 
 
@@ -209,7 +211,9 @@ def _mutations(header, body, rng):
                 node[path[-1]] = value
         else:
             entry = header["arrays"][rng.integers(len(header["arrays"]))]
-            value = [np.nan, np.inf, -1, 0, 60000, 2**15][rng.integers(6)]
+            dtype = np.dtype(entry["dtype"])
+            extremes = [np.iinfo(dtype).min, np.iinfo(dtype).max] if dtype.kind in "iu" else [np.nan, np.inf, 60000]
+            value = [*extremes, -1 if dtype.kind != "u" else 1, 0][rng.integers(len(extremes) + 2)]
             edit = _poke(entry["name"], value)
         yield _crafted(header, body, edit)
 

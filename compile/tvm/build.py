@@ -23,7 +23,7 @@ from tvm.support import cc
 
 from compile.tvm.relax_export import SIGNATURE
 from compile.tvm.schedule import host_pipeline
-from compile.tvm.targets import X86_HOST, host_target, triple
+from compile.tvm.targets import host_target, this_machine, triple
 from compile.vta.config import VTAConfig
 from jaxlic.errors import CompileError
 
@@ -35,8 +35,9 @@ EF_ARM_ABI_FLOAT_SOFT, EF_ARM_ABI_FLOAT_HARD = 0x200, 0x400
 
 
 def build(mod: tvm.IRModule, target: str | dict | None = None) -> tvm.runtime.Executable:
-    """Compile a Relax module (from `to_relax`) for a host target (default: the x86 host's)."""
-    target = tvm.target.Target(target if target is not None else X86_HOST)
+    """Compile a Relax module (from `to_relax`) for a host target (default: this machine's CPU,
+    `targets.this_machine`; a library to ship takes `host_target(board)`)."""
+    target = tvm.target.Target(target if target is not None else this_machine())
     return tvm.compile(mod, target, relax_pipeline=host_pipeline(target))
 
 

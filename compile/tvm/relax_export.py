@@ -239,7 +239,8 @@ def _lower(builder, graph: IntegerGraph, op: Op, args: list, c: dict):
     a, x, dtype, name = op.attrs, args[0], str(graph.info[op.output].dtype), _hint(op.output)
     int32 = lambda value: value.astype("int32")  # noqa: E731
     if op.kind == "conv2d":
-        return builder.emit(_op.add(_conv(builder, graph, op, x, c["weight"], a["padding"], a["stride"]), c["bias"]), name)
+        acc = _conv(builder, graph, op, x, c["weight"], a["padding"], a["stride"])
+        return builder.emit(_op.add(acc, c["bias"]), name)
     if op.kind == "conv2d_transpose":
         return builder.emit(_op.add(_conv_transpose(builder, graph, op, x, c["weight"]), c["bias"]), name)
     if op.kind == "scale_index":

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import re
 
+from tvm.target import codegen
+
 from compile.vta.config import VTAConfig, load_config
 from jaxlic.errors import CompileError
 
 # x86-64-v3 (AVX2, FMA; every x86 CPU since about 2015): without an -mcpu LLVM emits SSE2 only,
-# which made the host part 3-4x slower; v4 (AVX-512) would not load on many desktops.
+# which made the host part 3-4x slower; v4 (AVX-512) would not load on many desktops. Libraries
+# that only run here (host-only builds) use `this_machine()` instead.
 X86_HOST = {"kind": "llvm", "mcpu": "x86-64-v3"}
 ARMV7 = {"kind": "llvm", "mtriple": "armv7a-linux-gnueabihf", "mcpu": "cortex-a9", "mattr": ["+neon"],
          "mfloat-abi": "hard"}
 AARCH64 = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a53"}
 BY_TRIPLE = {target["mtriple"]: target for target in (ARMV7, AARCH64)}
+
+
+def this_machine() -> dict:
+    """The target of the CPU running this process (its own -mcpu: AVX-512 where it has it), for
+    libraries that run only here; bundles' x86 libraries use the portable X86_HOST."""
+    return {"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu()}
 
 
 def host_target(board: VTAConfig | str) -> dict:

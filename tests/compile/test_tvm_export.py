@@ -9,6 +9,7 @@ import pytest
 
 from compile.tvm import (Function, HostModule, Offload, build, count_packed_calls, elf_facts, export, host_target,
                          register_vta_function, to_relax)
+from compile.tvm.targets import X86_HOST
 from jaxlic.errors import CompileError, VTAConfigError
 from jaxlic.quant import reference
 from jaxlic.quant.graph import IntegerGraph, Op
@@ -200,11 +201,13 @@ def test_isqrt_is_exact_at_every_square_boundary():
 
 @pytest.mark.parametrize("kernel, stride, output_padding, cin, size", [
     (5, 2, 1, 8, (5, 7)), (5, 2, 0, 8, (4, 6)), (4, 2, 0, 4, (3, 5)), (6, 3, 1, 4, (3, 4)), (5, 2, 1, 128, (3, 4))])
-def test_upsampling_conv_by_phases_is_exact(kernel, stride, output_padding, cin, size):
+@pytest.mark.parametrize("target", [None, X86_HOST], ids=["this-machine", "x86-64-v3"])
+def test_upsampling_conv_by_phases_is_exact(kernel, stride, output_padding, cin, size, target):
     """Transposed convolutions with 16 output channels run as per-phase convolutions (only each
     phase's taps) interleaved in one kernel: exact for 5x5 / 2, a cropped output (no output
     padding), 4x4 / 2 and 6x6 / 3 (equal phases), a width that no column tile divides, and
-    weights whose phase sums pass 2^24 (cin = 128: the input split)."""
+    weights whose phase sums pass 2^24 (cin = 128: the input split); with this machine's tile
+    (AVX-512 where it has it) and the portable AVX2 one."""
     rng = np.random.default_rng(kernel * cin)
     weight = rng.choice([-127, 127], (kernel, kernel, cin, 16)).astype(np.int8)
     ops = (Op("in", "requantize", ("x",), "x8", {"lo": -127, "hi": 127}, {"shift": "zero"}),
@@ -216,7 +219,7 @@ def test_upsampling_conv_by_phases_is_exact(kernel, stride, output_padding, cin,
     graph = IntegerGraph({"x": cin}, ops, constants, ("acc", "out"))
     x = rng.integers(-127, 128, (1, *size, cin)).astype(np.int32)
     module, names = to_relax(graph, {"x": x.shape})
-    got = HostModule(build(module), names, graph.constants).run({"x": x}, ["acc", "out"])
+    got = HostModule(build(module, target), names, graph.constants).run({"x": x}, ["acc", "out"])
     want = reference.run(graph, {"x": x})
     for name in ("acc", "out"):
         np.testing.assert_array_equal(got[name], want[name])

@@ -3,8 +3,8 @@
 Usage: .venv/bin/python experiments/board_estimates.py runs/hp05-int8.jxlm runs/fac05-int8.jxlm \
     --resolution 768x512 --out runs/board_estimates.json
 VTA time comes from the cycle model of each layer's program; host ops and entropy decoding are
-measured on this machine with the JAX integer path and scaled by the board CPU's assumed
-slowdown (`compile.deploy.HOST_SLOWDOWN`). Prints a Markdown table.
+measured on this machine (CPU time) with the JAX integer path and scaled by the board CPU's
+assumed slowdown (`compile.deploy.HOST_SLOWDOWN`). Prints a Markdown table.
 """
 
 from __future__ import annotations

@@ -80,12 +80,18 @@ def compress(package: ModelPackage, image: ImageLike, max_pixels: int = MAX_PIXE
 
 
 def _hyper(package: ModelPackage, z_symbols: np.ndarray, backend):
-    """(table index of every y element, means for the encoder, means for the synthesis), all
-    from the package's integer hyper graph, so encoder and decoder agree on every machine."""
+    """(table index of every y element, means for the encoder, means for the synthesis). The
+    indexes come from the package's integer hyper graph, so encoder and decoder agree on every
+    machine; a float package's means come from its float hyper-synthesis (they pick no table)."""
     from jaxlic.quant.codec import integer_hyper
 
     indexes, means, integer_means = integer_hyper(package.hyper_graph, z_symbols, backend)
-    return indexes, means, integer_means if package.integer is not None else means
+    if package.integer is not None:
+        return indexes, means, integer_means
+    if package.model.predicts_means:
+        fns = package.transforms
+        means = np.asarray(fns.hyper_synthesis(z_symbols.astype(np.float32) + fns.medians)[1])
+    return indexes, means, means
 
 
 def _reconstruct(package: ModelPackage, y_symbols: np.ndarray, means, height: int, width: int,

@@ -49,7 +49,7 @@ class ModelPackage:
     tables: dict[str, CodingTables] = field(default_factory=dict)
     scale_table: np.ndarray | None = None
     integer: "IntegerGraph | None" = None  # integer mode: the decoder runs this graph
-    entropy: "IntegerGraph | None" = None  # float hyperprior: z symbols -> table indexes (and means)
+    entropy: "IntegerGraph | None" = None  # float hyperprior: z symbols -> table indexes
 
     @functools.cached_property
     def model(self):
@@ -67,8 +67,8 @@ class ModelPackage:
 
     @functools.cached_property
     def hyper_graph(self) -> "IntegerGraph | None":
-        """The integer graph that gives a hyperprior's table indexes (and means): the decoder
-        graph in integer mode, else the entropy graph (derived once if the package has none)."""
+        """The integer graph that gives a hyperprior's table indexes: the decoder graph in
+        integer mode, else the entropy graph (derived once if the package has none)."""
         if not self.model.hyper:
             return None
         if self.integer is not None:
@@ -293,6 +293,7 @@ class Transforms:
         self.medians = np.asarray(params["entropy_bottleneck"]["quantiles"][:, 0, 1], np.float32)
         if model.hyper:
             self.hyper_analysis = bound("hyper_analysis")
+            self.hyper_synthesis = bound("hyper_synthesis")
 
 
 def build_tables(config: ModelConfig, params: dict, quantiles: str = "solve",

@@ -4,9 +4,11 @@ A float hyper-synthesis gives scales that differ in the last bits across thread 
 machines; a scale near a table boundary then picks another table index in the decoder than in
 the encoder and the range decoder desynchronizes (CompressAI issues #279, #309, #320). So every
 float hyperprior package also carries an integer graph of its hyper phase alone
-(`z_symbols` -> `scale_index` [and `means`]), lowered exactly as integer-mode packages lower
-theirs; encoder and decoder both take the entropy parameters from it, and only the synthesis
-stays float (pixels may then differ by one level across machines, the latents never).
+(`z_symbols` -> `scale_index`), lowered exactly as integer-mode packages lower theirs; encoder
+and decoder both take the table indexes from it. Means (mbt2018-mean) stay float: they choose
+no table, so an ulp of difference moves a latent by an ulp, never the symbols the range coder
+reads. The synthesis stays float too: pixels may differ by one level across machines, the
+decoded symbols never.
 
 The graph needs activation ranges but no images: z is drawn from the package's own prior
 (its integer coding tables), the hyper-synthesis runs on those samples in float, and every
@@ -25,7 +27,7 @@ import numpy as np
 
 from jaxlic.entropy.tables import CodingTables
 from jaxlic.errors import IntegerizationError
-from jaxlic.models import ModelConfig, build_model
+from jaxlic.models import ModelConfig
 from jaxlic.quant.fakequant import ACT_MAX, pow2_exponent
 from jaxlic.quant.graph import IntegerGraph
 from jaxlic.quant.lowering import LATENT_MAX_EXPONENT, Calibration, _bound, _float_walk, export_graph
@@ -47,8 +49,8 @@ def sample_prior(tables: CodingTables, medians: np.ndarray, shape=PRIOR_SAMPLES,
 
 
 def prior_calibration(config: ModelConfig, params: dict, tables: CodingTables) -> Calibration:
-    """Exponents of z (from the table range), of every hyper-synthesis activation (from prior
-    samples) and of the means (the finest latent grid, 2^-LATENT_MAX_EXPONENT)."""
+    """Exponents of z (from the table range) and of every hyper-synthesis activation (from
+    prior samples)."""
     medians = np.asarray(params["entropy_bottleneck"]["quantiles"][:, 0, 1], np.float64)
     lowest = tables.offsets + medians
     highest = tables.offsets + tables.lengths - 2 + medians
@@ -59,24 +61,19 @@ def prior_calibration(config: ModelConfig, params: dict, tables: CodingTables) -
     exponents = {name: pow2_exponent(np.asarray(jnp.max(jnp.abs(v), axis=(0, 1, 2)), np.float64), ACT_MAX)
                  for name, v in seen.items()}
     exponents["z"] = pow2_exponent(z_peak, ACT_MAX, 0, LATENT_MAX_EXPONENT)
-    exponents["y"] = np.full(config.M, LATENT_MAX_EXPONENT)
     return Calibration({name: tuple(int(v) for v in e) for name, e in exponents.items()})
 
 
 def entropy_graph(config: ModelConfig, params: dict, tables: CodingTables, scale_table: np.ndarray) -> IntegerGraph:
-    """The integer hyper phase of a float hyperprior model (see the module docstring)."""
+    """The integer table indexes of a float hyperprior model (see the module docstring)."""
     graph = export_graph(config, params, prior_calibration(config, params, tables), scale_table, synthesis=False)
     check_entropy_graph(graph, config)
     return graph
 
 
 def check_entropy_graph(graph: IntegerGraph, config: ModelConfig) -> None:
-    """IntegerizationError unless `graph` maps this model's z symbols to table indexes (and,
-    for models that predict means, to means at one exponent per latent channel)."""
-    with_means = build_model(config).predicts_means
-    outputs = {"scale_index", *(("means",) if with_means else ())}
-    if (graph.inputs != {"z_symbols": config.N} or set(graph.outputs) != outputs
-            or (with_means and len(graph.exponents.get("means", ())) != config.M)):
+    """IntegerizationError unless `graph` maps this model's z symbols to table indexes."""
+    if graph.inputs != {"z_symbols": config.N} or graph.outputs != ("scale_index",):
         raise IntegerizationError(
             f"the entropy graph (inputs {graph.inputs}, outputs {list(graph.outputs)}) is not the hyper phase of "
-            f"{config.arch} with N={config.N}, M={config.M}")
+            f"{config.arch} with N={config.N}")

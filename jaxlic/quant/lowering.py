@@ -171,15 +171,15 @@ class Lowered:
 
 def lower_decoder(config: ModelConfig, params: dict, calibration: Calibration,
                   scale_table: np.ndarray | None = None, synthesis: bool = True) -> Lowered:
-    """Lower hyper-synthesis and (unless `synthesis` is False) synthesis of a zoo model; works
-    on traced parameters.
+    """Lower hyper-synthesis and synthesis of a zoo model (works on traced parameters); with
+    `synthesis` False, only the hyper phase's scales (the entropy graph of float packages).
 
     With `scale_table` (export), hyperprior graphs output `scale_index`; without it (QAT) the
     scale accumulator `scales` is the output, with its exponents in `exponents["scales"]`.
     """
     model = _bound(config, params)
     g = Lowered()
-    means = _lower_hyper(g, config, model, params, calibration, scale_table) if model.hyper else None
+    means = _lower_hyper(g, config, model, params, calibration, scale_table, synthesis) if model.hyper else None
     if not synthesis:
         return g
     offset = None if model.hyper else _medians(params)
@@ -192,7 +192,7 @@ def lower_decoder(config: ModelConfig, params: dict, calibration: Calibration,
 
 
 def _lower_hyper(g: Lowered, config: ModelConfig, model, params: dict, calibration: Calibration,
-                 scale_table: np.ndarray | None) -> str | None:
+                 scale_table: np.ndarray | None, with_means: bool) -> str | None:
     """z symbols -> h_s -> scale index (or accumulator) [and means]; returns the means tensor."""
     z_exp = calibration["z"]
     z = _latent_input(g, "z", config.N, z_exp, _medians(params))
@@ -204,7 +204,7 @@ def _lower_hyper(g: Lowered, config: ModelConfig, model, params: dict, calibrati
             raise IntegerizationError(f"layer h_s_{i}: only a ReLU may follow the last hyper-synthesis convolution")
     h, h_exp = _lower_layers(g, "h_s", layers[:last], params, z, jnp.asarray(z_exp), calibration)
     return _hyper_outputs(g, config, f"h_s_{last}", layers[last], params[f"h_s_{last}"], h, h_exp,
-                          calibration, scale_table, model.predicts_means)
+                          calibration, scale_table, model.predicts_means, with_means)
 
 
 def _latent_input(g: Lowered, name: str, channels: int, k: np.ndarray, medians=None, means: str | None = None) -> str:
@@ -317,7 +317,8 @@ def _pixels(g: Lowered, name: str, layer, params: dict, x: str, x_exp) -> None:
 
 
 def _hyper_outputs(g: Lowered, config: ModelConfig, name: str, layer, p: dict, x: str, x_exp,
-                   calibration: Calibration, scale_table: np.ndarray | None, split: bool) -> str | None:
+                   calibration: Calibration, scale_table: np.ndarray | None, split: bool,
+                   with_means: bool = True) -> str | None:
     """The last h_s convolution: the scale accumulator (-> table index) and, for mean-scale
     models (which predict scales and means in one convolution), the means at the exponents of y."""
     M = config.M
@@ -334,7 +335,7 @@ def _hyper_outputs(g: Lowered, config: ModelConfig, name: str, layer, p: dict, x
         g.outputs.append("scale_index")
     else:
         g.outputs.append("scales")
-    if not split:
+    if not (split and with_means):
         return None
     k = jnp.asarray(calibration["y"])
     weight, bias, f = _quantized(p["kernel"][..., M:], p["bias"][M:], x_exp, k + 31)

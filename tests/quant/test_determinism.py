@@ -1,8 +1,8 @@
 """Deterministic decoding: a bitstream from the JAX encoder decodes to the same latents with the
 NumPy integer decoder, with XLA on 1 or 2 threads, jitted or op by op; for integer-mode
-packages to the same pixels too. Float hyperprior packages take their entropy parameters from
-an integer graph, so their latents never desynchronize (only the float synthesis may round a
-pixel differently on another machine)."""
+packages to the same pixels too. Float hyperprior packages take their table indexes from an
+integer graph, so their symbols never desynchronize (float means and the float synthesis may
+round differently on another machine: a latent by an ulp, a pixel by a level)."""
 
 import hashlib
 import json
@@ -55,9 +55,7 @@ def test_numpy_decoder_equals_jax_jit_and_eager(coded):
     package, data, _ = coded
     want = decode_latents(package, data, "numpy")
     for backend in ("jax", "jax-eager"):
-        latents = decode_latents(package, data, backend)
-        np.testing.assert_array_equal(latents.y_symbols, want.y_symbols)
-        np.testing.assert_array_equal(latents.means, want.means)
+        np.testing.assert_array_equal(decode_latents(package, data, backend).y_symbols, want.y_symbols)
     if package.integer is not None:
         pixels = decompress(package, data, "numpy")
         assert _digest(decompress(package, data, "jax")) == _digest(decompress(package, data, "jax-eager")) \
@@ -67,9 +65,9 @@ def test_numpy_decoder_equals_jax_jit_and_eager(coded):
 def test_decoding_is_identical_on_one_and_two_threads(coded):
     package, data, folder = coded
     latents = decode_latents(package, data, "numpy")
-    want = [_digest(latents.y_symbols), _digest(latents.means)]
+    want = [_digest(latents.y_symbols)]
     if package.integer is not None:
-        want.append(_digest(decompress(package, data, "numpy")))
+        want += [_digest(latents.means), _digest(decompress(package, data, "numpy"))]
     available = len(os.sched_getaffinity(0))
     seen = []
     for threads in sorted({1, min(2, available)}):
@@ -89,20 +87,22 @@ def test_decoding_is_identical_on_one_and_two_threads(coded):
     assert seen == [1, 2]
 
 
-def test_float_packages_never_use_the_float_hyper_synthesis(float_packages, photo, monkeypatch):
-    """The float hyper-synthesis rounds differently across machines; neither the encoder nor the
-    decoder of a float package may read table indexes or means from it."""
+def test_table_indexes_do_not_depend_on_the_float_hyper_synthesis(float_packages, photo, monkeypatch):
+    """The float hyper-synthesis rounds differently across machines; a float package's encoder
+    and decoder must not read table indexes from its scales."""
     package = float_packages["mbt2018-mean", "simplified"]
-    want = decode_latents(package, compress(package, photo))
+    data = compress(package, photo)
+    want = decode_latents(package, data)
+    original = type(package.model).hyper_synthesis
 
-    def machine_dependent(self, z_hat):
-        raise AssertionError("the codec ran the float hyper-synthesis")
+    def other_machine(self, z_hat):
+        scales, means = original(self, z_hat)
+        return scales * 1.05, means
 
-    monkeypatch.setattr(type(package.model), "hyper_synthesis", machine_dependent)
-    package = ModelPackage(package.config, package.params, package.tables, package.scale_table)
-    latents = decode_latents(package, compress(package, photo))
-    np.testing.assert_array_equal(latents.y_symbols, want.y_symbols)
-    np.testing.assert_array_equal(latents.means, want.means)
+    monkeypatch.setattr(type(package.model), "hyper_synthesis", other_machine)
+    decoder = ModelPackage(package.config, package.params, package.tables, package.scale_table)
+    assert decoder.fingerprint == package.fingerprint  # the entropy graph derives the same again
+    np.testing.assert_array_equal(decode_latents(decoder, data).y_symbols, want.y_symbols)
 
 
 def test_table_selection_is_integer(coded):

@@ -19,6 +19,7 @@ import numpy as np
 import flax.linen as nn
 
 from jaxlic.entropy.quantize import QuantizeMode, quantize
+from jaxlic.entropy.tables import TAIL_MASS
 from jaxlic.errors import ConfigError
 from jaxlic.nn.bound import lower_bound
 
@@ -31,7 +32,6 @@ class EntropyBottleneck(nn.Module):
     channels: int
     filters: tuple[int, ...] = (3, 3, 3, 3)
     init_scale: float = 10.0
-    tail_mass: float = 1e-9
 
     def setup(self):
         dims = (1,) + tuple(self.filters) + (1,)
@@ -115,7 +115,7 @@ class EntropyBottleneck(nn.Module):
 
 
 def solve_quantiles(
-    logits_cumulative: Callable[[np.ndarray], np.ndarray], channels: int, tail_mass: float = 1e-9,
+    logits_cumulative: Callable[[np.ndarray], np.ndarray], channels: int, tail_mass: float = TAIL_MASS,
     iterations: int = 60,
 ) -> np.ndarray:
     """(C, 1, 3) points where the cumulative equals tail/2, 1/2 and 1 - tail/2, by bisection."""

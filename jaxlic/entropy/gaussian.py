@@ -15,11 +15,11 @@ import scipy.special
 from jax.scipy.special import erfc
 
 from jaxlic.entropy.quantize import QuantizeMode, quantize
+from jaxlic.entropy.tables import TAIL_MASS
 from jaxlic.nn.bound import lower_bound
 
 SCALE_BOUND = 0.11
 LIKELIHOOD_BOUND = 1e-9
-TAIL_MASS = 1e-9
 
 
 COMPRESSAI_SCALE_LEVELS = 64
@@ -28,10 +28,9 @@ COMPRESSAI_SCALE_LEVELS = 64
 SCALE_LEVELS = 256
 
 
-def default_scale_table(minimum: float = 0.11, maximum: float = 256.0, levels: int = COMPRESSAI_SCALE_LEVELS
-                        ) -> np.ndarray:
-    """CompressAI's table for levels=64: `levels` scales evenly spaced in log between minimum and
-    maximum."""
+def default_scale_table(minimum: float = 0.11, maximum: float = 256.0, levels: int = SCALE_LEVELS) -> np.ndarray:
+    """`levels` scales evenly spaced in log between minimum and maximum (CompressAI's table for
+    levels=COMPRESSAI_SCALE_LEVELS)."""
     return np.exp(np.linspace(math.log(minimum), math.log(maximum), levels))
 
 

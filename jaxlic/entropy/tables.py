@@ -14,6 +14,7 @@ import numpy as np
 from jaxlic.errors import PackageError
 
 PRECISION = 16
+TAIL_MASS = 1e-9  # probability every table leaves to the overflow symbol (both tails together)
 TOTAL = 1 << PRECISION
 MAX_SYMBOLS = TOTAL // 2  # every symbol needs a frequency >= 1
 

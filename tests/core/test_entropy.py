@@ -13,7 +13,7 @@ from jaxlic.entropy.gaussian import (
     default_scale_table, gaussian_likelihood, gaussian_table_pmfs,
 )
 from jaxlic.entropy.quantize import quantize
-from jaxlic.entropy.tables import TOTAL, CodingTables, quantize_pmf
+from jaxlic.entropy.tables import TAIL_MASS, TOTAL, CodingTables, quantize_pmf
 from jaxlic.errors import BitstreamError, PackageError
 
 
@@ -80,7 +80,7 @@ def _gaussian_coder():
 def test_gaussian_coding_is_near_ideal_and_escapes_round_trip():
     coder = _gaussian_coder()
     rng = np.random.default_rng(0)
-    index = rng.integers(0, 64, 100_000)
+    index = rng.integers(0, 256, 100_000)
     scales = default_scale_table()[index]
     values = np.round(rng.normal(0, scales)).astype(np.int64)
     values[:6] = [10**6, -(10**6), 5000, -3, 2**31 - 1, -(2**31) + 1]
@@ -126,3 +126,21 @@ def test_tables_are_stored_packed_and_read_back_exactly():
     for bad in ({**arrays, "t/packed_freqs": arrays["t/packed_freqs"][:-1]}, {"t/lengths": tables.lengths}):
         with pytest.raises(PackageError):
             CodingTables.from_arrays(bad, "t")
+
+
+def test_packages_use_the_default_scale_table(packages):
+    """`default_scale_table()` is the table packages get (it defaulted to CompressAI's 64 while
+    build_tables used 256)."""
+    np.testing.assert_array_equal(packages["bmshj2018-hyperprior"].scale_table, default_scale_table())
+
+
+def test_solved_quantiles_leave_the_shared_tail_mass(packages):
+    """One tail mass (`jaxlic.entropy.tables.TAIL_MASS`) sizes the factorized tables: the
+    cumulative at the solved lower and upper quantiles is TAIL_MASS / 2 and 1 - TAIL_MASS / 2."""
+    package = packages["bmshj2018-factorized"]
+    quantiles = np.asarray(package.params["entropy_bottleneck"]["quantiles"])
+    logits = package.model.apply({"params": package.params}, jnp.asarray(quantiles, jnp.float32),
+                                 method=lambda m, x: m.entropy_bottleneck.logits_cumulative(x))
+    logits = np.asarray(logits, np.float64)
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits[..., 0])), TAIL_MASS / 2, rtol=1e-2)
+    np.testing.assert_allclose(1 / (1 + np.exp(logits[..., 2])), TAIL_MASS / 2, rtol=1e-2)

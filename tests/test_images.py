@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -210,3 +211,19 @@ def test_default_images_offline() -> None:
         assert array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] == 3
         assert min(array.shape[:2]) >= 256
         assert array.std() > 10  # a real photograph, not a constant placeholder
+
+
+def test_one_atomic_writer_for_public_and_private_files(tmp_path):
+    """Packages, images and results are readable like any file (umask applies); keys are 0600
+    from creation. Both go through `atomic_path` (packages used to come out 0600 from mkstemp)."""
+    from jaxlic.images import atomic_path
+    from jaxlic.secure.keys import PRIVATE_MODE, write_atomic
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    with atomic_path(tmp_path / "model.jxlm") as tmp:
+        tmp.write_bytes(b"package")
+    write_atomic(tmp_path / "owner.key", b"secret", mode=PRIVATE_MODE)
+    assert (tmp_path / "model.jxlm").stat().st_mode & 0o777 == 0o644 & ~umask
+    assert (tmp_path / "owner.key").stat().st_mode & 0o777 == PRIVATE_MODE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.jxlm", "owner.key"]  # no temp files left

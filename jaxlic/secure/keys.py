@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import stat
 from pathlib import Path
 from typing import Literal
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from jaxlic.errors import KeyMismatchError, SecurityError
+from jaxlic.images import atomic_path
 
 KeyKind = Literal["x25519", "ed25519"]
 PrivateKey = X25519PrivateKey | Ed25519PrivateKey
@@ -67,20 +67,11 @@ def write_atomic(path: str | os.PathLike, data: bytes, mode: int = 0o644, overwr
     path = Path(path)
     if not overwrite and path.exists():
         raise SecurityError(f"{path} already exists; refusing to overwrite it (use --force to replace it)")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise SecurityError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
+        with atomic_path(path, mode) as tmp:
+            tmp.write_bytes(data)
+    except OSError as exc:
+        raise SecurityError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 

@@ -1,7 +1,7 @@
 """jaxlic: learned image compression in JAX, from training to FPGA deployment.
 
     import jaxlic
-    package = jaxlic.load("model.jxlc")
+    package = jaxlic.load("model.jxlm")
     data = jaxlic.compress(package, image)      # uint8 H x W x 3 -> bytes
     image = jaxlic.decompress(package, data)
 """

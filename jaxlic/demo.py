@@ -2,12 +2,15 @@
 quantize it, compile it for VTA (the `sim` board) into a deployment bundle and decode the
 evaluation images through the bundle, checking they equal the integer package's own decode.
 
-Uses ../shared/data (training folders and Kodak) when it is there, else scikit-image's bundled
-photos (four to train on, two held out to evaluate), so it runs on any machine.
+Uses the shared data (`train/` folders and `kodak/`) when it is there: $JAXLIC_SHARED_DATA, by
+default ../shared/data beside the repository (whatever the working directory); else
+scikit-image's bundled photos (four to train on, two held out to evaluate), so it runs on any
+machine.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ from jaxlic.models import model_config
 from jaxlic.train.loop import TrainConfig, Trainer
 from jaxlic.train.task import codec_task
 
-SHARED = Path("../shared/data")
+REPOSITORY = Path(__file__).resolve().parents[1]
 HELD_OUT = ("hubble_deep_field", "motorcycle")
 DEMO_MODEL = "bmshj2018-factorized"
 JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
@@ -30,7 +33,8 @@ JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
 
 def demo_data(kodak_images: int) -> tuple[tuple[str, ...], list[tuple[str, np.ndarray]], str]:
     """(training folders, evaluation images, description): shared data if present, else built-in."""
-    train, kodak = SHARED / "train", SHARED / "kodak"
+    shared = Path(os.environ.get("JAXLIC_SHARED_DATA", REPOSITORY.parent / "shared" / "data"))
+    train, kodak = shared / "train", shared / "kodak"
     if train.is_dir() and kodak.is_dir():
         evaluation = read_images(kodak, kodak_images)
         return (str(train),), evaluation, f"Kodak ({len(evaluation)} images)"

@@ -1,4 +1,4 @@
-"""Security: sealed (encrypted and signed) parameter blobs; watermarking joins later."""
+"""Security: sealed (encrypted and signed) parameter blobs, keys, and weight watermarks."""
 
 from jaxlic.secure.keys import (
     fingerprint,

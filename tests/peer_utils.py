@@ -79,14 +79,16 @@ def _peer_env() -> dict[str, str]:
     return env
 
 
-def run_peer(args: list[str], timeout: float = 600, show_progress: bool = False) -> subprocess.CompletedProcess:
-    """Run `python peers/compressai_peer.py *args` in the peer env; raise PeerCallError on failure.
+def run_peer(args: list[str], timeout: float = 600, show_progress: bool = False,
+             script: Path = PEER_SCRIPT) -> subprocess.CompletedProcess:
+    """Run `python peers/compressai_peer.py *args` (or another peer `script`) in the peer env;
+    raise PeerCallError on failure.
 
     With `show_progress`, the peer's stderr (its progress lines) goes straight to ours instead
     of being captured, for long runs.
     """
     python = require_peer()
-    cmd = [str(python), str(PEER_SCRIPT), *[str(a) for a in args]]
+    cmd = [str(python), str(script), *[str(a) for a in args]]
     try:
         proc = subprocess.run(
             cmd, cwd=REPO_ROOT, env=_peer_env(), stdout=subprocess.PIPE,
@@ -107,9 +109,10 @@ def run_peer(args: list[str], timeout: float = 600, show_progress: bool = False)
     return proc
 
 
-def run_peer_json(args: list[str], timeout: float = 600, show_progress: bool = False) -> Any:
+def run_peer_json(args: list[str], timeout: float = 600, show_progress: bool = False,
+                  script: Path = PEER_SCRIPT) -> Any:
     """run_peer, then parse the JSON summary the peer prints as its last stdout line."""
-    proc = run_peer(args, timeout, show_progress)
+    proc = run_peer(args, timeout, show_progress, script)
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     if not lines:
         raise PeerCallError(f"peer printed nothing on stdout for {args}; stderr:\n{(proc.stderr or '')[-2000:]}")

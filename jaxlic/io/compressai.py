@@ -1,16 +1,21 @@
-"""Import CompressAI models (bmshj2018-factorized, bmshj2018-hyperprior, mbt2018-mean).
+"""Import CompressAI models (bmshj2018-factorized, bmshj2018-hyperprior, mbt2018-mean, and
+ELIC as Elic2022Official / Elic2022Chandelier).
 
 A CompressAI state dict (a `.pth`/`.pth.tar` checkpoint, read with torch where torch is
 installed, or a NumPy `.npz` of it, which the peer environment writes) becomes a jaxlic
-package. Parameters map one to one: the Flax parameter names mirror CompressAI's layer
-indices; convolution kernels are transposed from (out, in, kh, kw), transposed convolutions
-from (in, out, kh, kw), to (kh, kw, in, out). GDN and entropy-bottleneck parameters share
-CompressAI's reparametrization and shapes. Buffers (CDF tables, bounds) are not imported:
-jaxlic builds its own tables from the parameters, keeping CompressAI's learned quantiles.
+package. Parameters map one to one: the Flax parameter names mirror CompressAI's module paths
+with each index joined to its container (`g_a.8.conv_a.0.conv.2.weight` is
+`g_a_8/conv_a_0/conv_2/kernel`); ELIC's latent codec modules are renamed first (`_RENAMES`).
+Convolution kernels are transposed from (out, in, kh, kw), transposed convolutions from
+(in, out, kh, kw), to (kh, kw, in, out). GDN and entropy-bottleneck parameters share
+CompressAI's reparametrization and shapes. Buffers (CDF tables, bounds, checkerboard masks) are
+not imported: jaxlic builds its own tables from the parameters, keeping CompressAI's learned
+quantiles, and its checkerboard context needs no mask (jaxlic.models.elic).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Mapping
 
@@ -28,8 +33,17 @@ from jaxlic.nn import ConvTranspose
 # Buffers CompressAI keeps in its state dicts that jaxlic rebuilds or does not need.
 _IGNORED_SUFFIXES = (
     "pedestal", ".bound", "_offset", "_quantized_cdf", "_cdf_length", "scale_table",
-    "scale_bound", "entropy_bottleneck.target",
+    "scale_bound", "entropy_bottleneck.target", ".mask",
 )
+# ELIC's latent codecs, as the modules jaxlic.models.elic names them.
+_ELIC_RENAMES = (
+    (r"^latent_codec\.hyper\.", ""),
+    (r"^latent_codec\.y\.channel_context\.y(\d+)\.", r"scctx.\1.channel_context."),
+    (r"^latent_codec\.y\.latent_codec\.y(\d+)\.", r"scctx.\1."),
+)
+_RENAMES = {"elic2022": _ELIC_RENAMES, "elic2022-chandelier": _ELIC_RENAMES}
+# The state dict entry whose output channels are M (the last convolution of g_a).
+_LATENT_KEYS = {"elic2022": "g_a.13.weight", "elic2022-chandelier": "g_a.13.weight"}
 
 
 def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
@@ -69,29 +83,32 @@ def _deconv_layers(model, params) -> set[str]:
     return names
 
 
-def _flax_name(key: str) -> tuple[str, str] | None:
-    """('g_s_0', 'kernel') for 'g_s.0.weight'; None for buffers jaxlic does not import."""
+def _flax_name(key: str, arch: str) -> tuple[str, ...] | None:
+    """('g_s_0', 'kernel') for 'g_s.0.weight', ('entropy_bottleneck', 'matrices_0') for
+    'entropy_bottleneck.matrices.0'; None for buffers jaxlic does not import."""
     if key.endswith(_IGNORED_SUFFIXES):
         return None
-    parts = key.split(".")
-    if parts[0] == "entropy_bottleneck":
-        if len(parts) == 3:  # matrices.0 -> matrices_0
-            return "entropy_bottleneck", f"{parts[1]}_{parts[2]}"
-        return "entropy_bottleneck", parts[1]
-    if len(parts) == 3:
-        layer = f"{parts[0]}_{parts[1]}"
-        return layer, {"weight": "kernel"}.get(parts[2], parts[2])
-    return ("?", key)
+    for pattern, replacement in _RENAMES.get(arch, ()):
+        key = re.sub(pattern, replacement, key)
+    path: list[str] = []
+    for part in key.split("."):
+        if part.isdigit() and path:
+            path[-1] = f"{path[-1]}_{part}"
+        else:
+            path.append(part)
+    path[-1] = {"weight": "kernel"}.get(path[-1], path[-1])
+    return tuple(path)
 
 
 def from_state_dict(state: Mapping[str, np.ndarray], arch: str, quality: int | None = None) -> ModelPackage:
     """A jaxlic package from a CompressAI state dict of architecture `arch`."""
     if arch not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}")
+    latent_key = _LATENT_KEYS.get(arch, "g_a.6.weight")
     try:
-        N, M = int(state["g_a.0.weight"].shape[0]), int(state["g_a.6.weight"].shape[0])
+        N, M = int(state["g_a.0.weight"].shape[0]), int(state[latent_key].shape[0])
     except KeyError:
-        raise PackageError("not a CompressAI state dict of a Balle-style model (no g_a.0/g_a.6 weights)") from None
+        raise PackageError(f"not a CompressAI state dict of {arch} (no g_a.0 or {latent_key.removesuffix('.weight')} weights)") from None
     zoo_quality, width = _zoo_quality(arch, N, M)
     quality = quality or zoo_quality
     config = ModelConfig(arch=arch, quality=quality, N=N, M=M, width=width,
@@ -102,14 +119,14 @@ def from_state_dict(state: Mapping[str, np.ndarray], arch: str, quality: int | N
 
     params, unknown = {}, []
     for key, value in state.items():
-        name = _flax_name(key)
+        name = _flax_name(key, arch)
         if name is None:
             continue
         if name not in expected:
             unknown.append(key)
             continue
         value = np.asarray(value, np.float32)
-        if name[1] == "kernel":
+        if name[-1] == "kernel":
             value = value.transpose(2, 3, 0, 1) if name[0] in deconvs else value.transpose(2, 3, 1, 0)
         if value.shape != expected[name].shape:
             raise PackageError(f"{key}: shape {value.shape} does not fit {arch} (expected {expected[name].shape})")

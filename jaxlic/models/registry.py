@@ -8,11 +8,14 @@ import jax.numpy as jnp
 from jaxlic.errors import ConfigError
 from jaxlic.models.architectures import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
 from jaxlic.models.config import MSE_LAMBDAS, ModelConfig
+from jaxlic.models.elic import Elic2022, Elic2022Chandelier
 
 ARCHITECTURES = {
     "bmshj2018-factorized": FactorizedPrior,
     "bmshj2018-hyperprior": ScaleHyperprior,
     "mbt2018-mean": MeanScaleHyperprior,
+    "elic2022": Elic2022,
+    "elic2022-chandelier": Elic2022Chandelier,
 }
 
 # (N, M) per quality, from CompressAI's zoo.
@@ -20,6 +23,9 @@ _CHANNELS = {
     "bmshj2018-factorized": {q: (128, 192) if q <= 5 else (192, 320) for q in range(1, 9)},
     "bmshj2018-hyperprior": {q: (128, 192) if q <= 5 else (192, 320) for q in range(1, 9)},
     "mbt2018-mean": {q: (128, 192) if q <= 4 else (192, 320) for q in range(1, 9)},
+    # The paper's and CompressAI's single size (CompressAI ships no ELIC weights).
+    "elic2022": {q: (192, 320) for q in range(1, 9)},
+    "elic2022-chandelier": {q: (192, 320) for q in range(1, 9)},
 }
 
 

@@ -60,14 +60,15 @@ def host_pipeline(target: tvm.target.Target):
     @tvm.transform.module_pass(opt_level=0)
     def pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         with target:
-            passes = (cpu.library_dispatch_passes(target) + cpu.legalize_passes(target) + [schedule_kernels(tile_for(target))]
+            passes = (cpu.library_dispatch_passes(target) + cpu.legalize_passes(target)
+                      + [schedule_kernels(tile_for(target))]
                       + cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target))
             return tvm.transform.Sequential(passes)(mod)
 
     return pipeline
 
 
-def schedule_kernels(tile: Tile = AVX2):
+def schedule_kernels(tile: Tile):
     """A module pass scheduling every PrimFunc with this register tile (see the module docstring)."""
 
     @tvm.transform.module_pass(opt_level=0)

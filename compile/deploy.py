@@ -22,7 +22,7 @@ import numpy as np
 
 from jaxlic.codec.package import ModelPackage
 from jaxlic.errors import IntegerizationError, PackageError
-from jaxlic.quant.export import check_integer_package
+from jaxlic.codec.decoders import check_integer_package
 from jaxlic.quant.graph import IntegerGraph
 
 # How much slower than one core of the build machine a board's CPU runs the host ops and the
@@ -214,7 +214,7 @@ def estimate(model: str | Path, config, resolution: tuple[int, int], progress: b
 
 
 class TimedRunner:
-    """A graph runner (`jaxlic.quant.codec.GraphRunner`) that adds up the time another spends (by
+    """A graph runner (`jaxlic.codec.decoders.GraphRunner`) that adds up the time another spends (by
     `clock`, as `median_seconds`), to tell the graph's share of a decode from entropy decoding."""
 
     def __init__(self, run, clock=time.perf_counter):

@@ -25,7 +25,7 @@ from compile.vta.program import Program
 from jaxlic.codec.bitstream import Bitstream
 from jaxlic.codec.package import ModelPackage
 from jaxlic.errors import BundleError, IntegerizationError
-from jaxlic.quant.export import check_integer_package
+from jaxlic.codec.decoders import check_integer_package
 
 HOSTS = ("tvm", "numpy")
 DEVICES = ("sim", "pynq")

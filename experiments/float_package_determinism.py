@@ -45,7 +45,8 @@ def float_indexes(package, z_symbols: np.ndarray) -> np.ndarray:
 def worker(model: str, folder: str, role: str) -> None:
     """One side: the encoder writes z symbols, streams and indexes; the decoder reads them."""
     import jaxlic
-    from jaxlic.codec.api import _hyper, compress, decode_latents
+    from jaxlic.codec.api import compress, decode_latents
+    from jaxlic.codec.decoders import decoder_for
     from jaxlic.images import read_image
 
     package, work = jaxlic.load(model), Path(folder)
@@ -58,7 +59,7 @@ def worker(model: str, folder: str, role: str) -> None:
             np.save(work / f"{path.stem}.z.npy", np.round(z - package.transforms.medians).astype(np.int32))
         z_symbols = np.load(work / f"{path.stem}.z.npy")
         np.save(work / f"{path.stem}.{role}.float.npy", float_indexes(package, z_symbols))
-        np.save(work / f"{path.stem}.{role}.graph.npy", _hyper(package, z_symbols, "jax")[0])
+        np.save(work / f"{path.stem}.{role}.graph.npy", decoder_for(package).hyper(z_symbols)[0])
         if role == "decoder":
             latents = decode_latents(package, (work / f"{path.stem}.jxlc").read_bytes())
             np.save(work / f"{path.stem}.decoder.latents.npy", latents.y_symbols)
@@ -74,11 +75,11 @@ def _latent(package, pixels: np.ndarray) -> np.ndarray:
 
 
 def _encoder_symbols(package, pixels: np.ndarray) -> np.ndarray:
-    from jaxlic.codec.api import _hyper
+    from jaxlic.codec.decoders import decoder_for
 
     y = _latent(package, pixels)
     z = np.asarray(package.transforms.hyper_analysis(y))
-    _, means, _ = _hyper(package, np.round(z - package.transforms.medians), "jax")
+    _, means = decoder_for(package).hyper(np.round(z - package.transforms.medians))
     return np.round(y - (means if means is not None else 0.0)).astype(np.int64)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jaxlic.codec.bitstream import MAX_SIDE, Bitstream
+from jaxlic.codec.decoders import Backend, decoder_for
 from jaxlic.codec.package import ModelPackage
 from jaxlic.errors import BitstreamError, ImageError
 from jaxlic.images import MAX_PIXELS, check_pixels, read_image
@@ -47,14 +48,6 @@ def _to_model_input(pixels: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(pixels, pad, mode="edge")[None].astype(np.float32) / 255.0
 
 
-def _to_pixels(x_hat: np.ndarray, height: int, width: int) -> np.ndarray:
-    x = np.asarray(x_hat)[0, :height, :width]
-    if not np.all(np.isfinite(x)):
-        raise BitstreamError("the bitstream decodes to non-finite pixels (crafted escapes or a diverged model)")
-    x = np.clip(x, 0.0, 1.0)
-    return np.round(x * 255.0).astype(np.uint8)
-
-
 def _channel_index(shape: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(np.arange(shape[-1], dtype=np.int32), shape)
 
@@ -63,47 +56,17 @@ def compress(package: ModelPackage, image: ImageLike, max_pixels: int = MAX_PIXE
     """Encode one image (array or path) into a bitstream; ImageError above `max_pixels`."""
     pixels = as_rgb_uint8(image, max_pixels)
     model, fns, coders = package.model, package.transforms, package.coders
-    x = _to_model_input(pixels, model.downsampling)
-    y = np.asarray(fns.analysis(x))
+    y = np.asarray(fns.analysis(_to_model_input(pixels, model.downsampling)))
     if not model.hyper:
-        symbols = np.round(y - fns.medians)
-        streams = (coders["bottleneck"].encode(symbols, _channel_index(y.shape)),)
+        streams = (coders["bottleneck"].encode(np.round(y - fns.medians), _channel_index(y.shape)),)
     else:
         z = np.asarray(fns.hyper_analysis(y))
         z_symbols = np.round(z - fns.medians)
         z_stream = coders["bottleneck"].encode(z_symbols, _channel_index(z.shape))
-        indexes, means, _ = _hyper(package, z_symbols, "jax")
+        indexes, means = decoder_for(package).hyper(z_symbols)
         y_symbols = np.round(y - means) if means is not None else np.round(y)
         streams = (z_stream, coders["gaussian"].encode(y_symbols, indexes))
-    bitstream = Bitstream(package.fingerprint, pixels.shape[0], pixels.shape[1], streams)
-    return bitstream.to_bytes()
-
-
-def _hyper(package: ModelPackage, z_symbols: np.ndarray, backend):
-    """(table index of every y element, means for the encoder, means for the synthesis). The
-    indexes come from the package's integer hyper graph, so encoder and decoder agree on every
-    machine; a float package's means come from its float hyper-synthesis (they pick no table)."""
-    from jaxlic.quant.codec import integer_hyper
-
-    indexes, means, integer_means = integer_hyper(package.hyper_graph, z_symbols, backend)
-    if package.integer is not None:
-        return indexes, means, integer_means
-    if package.model.predicts_means:
-        fns = package.transforms
-        means = np.asarray(fns.hyper_synthesis(z_symbols.astype(np.float32) + fns.medians)[1])
-    return indexes, means, means
-
-
-def _reconstruct(package: ModelPackage, y_symbols: np.ndarray, means, height: int, width: int,
-                 backend: str) -> np.ndarray:
-    """The cropped uint8 image from the decoded y symbols (and means)."""
-    if package.integer is not None:
-        from jaxlic.quant.codec import integer_synthesis
-
-        return integer_synthesis(package, y_symbols, means, backend)[0, :height, :width]
-    fns = package.transforms
-    offset = means if means is not None else (0.0 if package.model.hyper else fns.medians)
-    return _to_pixels(fns.synthesis(y_symbols.astype(np.float32) + offset), height, width)
+    return Bitstream(package.fingerprint, pixels.shape[0], pixels.shape[1], streams).to_bytes()
 
 
 @dataclass(frozen=True)
@@ -111,12 +74,13 @@ class Latents:
     """What a bitstream decodes to before the synthesis: identical on every machine."""
 
     y_symbols: np.ndarray  # (1, h/16, w/16, M) int64, h and w padded to the model's multiple
-    means: np.ndarray | None  # the synthesis' means (int32 in integer mode, float32 otherwise)
+    means: np.ndarray | None  # float32 means of mean-scale models
     height: int
     width: int
 
 
-def decode_latents(package: ModelPackage, data: bytes, backend="jax", max_pixels: int = MAX_PIXELS) -> Latents:
+def decode_latents(package: ModelPackage, data: bytes, backend: Backend = "jax", max_pixels: int = MAX_PIXELS
+                   ) -> Latents:
     """Entropy-decode a bitstream made with this package (see `decompress` for the arguments)."""
     bitstream = Bitstream.from_bytes(bytes(data), package.fingerprint)
     check_pixels(bitstream.height, bitstream.width, max_pixels, "bitstream image")
@@ -133,18 +97,20 @@ def decode_latents(package: ModelPackage, data: bytes, backend="jax", max_pixels
     else:
         z_shape = (1, h // 64, w // 64, package.config.N)
         z_symbols = coders["bottleneck"].decode(bitstream.streams[0], _channel_index(z_shape))
-        indexes, _, means = _hyper(package, z_symbols.reshape(z_shape), backend)
+        indexes, means = decoder_for(package, backend).hyper(z_symbols.reshape(z_shape))
         y_symbols = coders["gaussian"].decode(bitstream.streams[1], indexes).reshape(y_shape)
     return Latents(y_symbols, means, bitstream.height, bitstream.width)
 
 
-def decompress(package: ModelPackage, data: bytes, backend="jax", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def decompress(package: ModelPackage, data: bytes, backend: Backend = "jax", max_pixels: int = MAX_PIXELS
+               ) -> np.ndarray:
     """Decode a bitstream made with this package into a uint8 H x W x 3 image.
 
-    `backend` runs the integer graphs (the entropy parameters of hyperprior packages, and the
-    synthesis of integer-mode ones): "jax" (jitted), "jax-eager" or "numpy" (the integer
-    reference); all three give the same latents, and integer-mode packages the same pixels.
+    `backend` runs the integer graphs (the table indexes of hyperprior packages, and everything
+    in integer-mode ones): "jax" (jitted), "jax-eager", "numpy" (the integer reference) or a
+    GraphRunner; all give the same symbols, and integer-mode packages the same pixels.
     A declared size above `max_pixels` is an ImageError before anything is decoded.
     """
     latents = decode_latents(package, data, backend, max_pixels)
-    return _reconstruct(package, latents.y_symbols, latents.means, latents.height, latents.width, backend)
+    pixels = decoder_for(package, backend).synthesis(latents.y_symbols, latents.means)
+    return pixels[0, :latents.height, :latents.width]

@@ -11,10 +11,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlic.codec.decoders import check_integer_package
 from jaxlic.codec.package import ModelPackage, build_tables
-from jaxlic.errors import IntegerizationError
 from jaxlic.models import ModelConfig
-from jaxlic.quant.graph import IntegerGraph
 from jaxlic.quant.lowering import Calibration, export_graph
 
 
@@ -30,20 +29,3 @@ def integerize(config: ModelConfig, params: dict, calibration: Calibration) -> M
     package = ModelPackage(config, rounded.params, rounded.tables, rounded.scale_table, graph)
     check_integer_package(package)
     return package
-
-
-def check_integer_package(package: ModelPackage) -> IntegerGraph:
-    """The package's graph, after checking it is the decoder of this model (IntegerizationError)."""
-    graph = package.integer
-    if graph is None:
-        raise IntegerizationError("this model package has no integer graph; make one with `jaxlic quantize`")
-    config, hyper = package.config, package.model.hyper
-    want_inputs = {"y_symbols": config.M, **({"z_symbols": config.N} if hyper else {})}
-    want_outputs = {"pixels", *(("scale_index",) if hyper else ())}
-    if package.model.predicts_means:
-        want_outputs.add("means")
-    if graph.inputs != want_inputs or set(graph.outputs) != want_outputs or "y" not in graph.exponents:
-        raise IntegerizationError(
-            f"the integer graph (inputs {graph.inputs}, outputs {list(graph.outputs)}) is not a decoder of "
-            f"{config.arch} with N={config.N}, M={config.M}")
-    return graph

@@ -9,7 +9,7 @@ from jaxlic.codec import compress, decompress
 from jaxlic.eval.metrics import psnr
 from jaxlic.images import read_images
 from jaxlic.quant import execute, intops, reference
-from jaxlic.quant.codec import as_symbols
+from jaxlic.codec.decoders import as_symbols
 from jaxlic.quant.exact_conv import plan_graph
 from jaxlic.quant.lowering import lower_decoder
 

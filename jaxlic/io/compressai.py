@@ -114,7 +114,7 @@ def from_state_dict(state: Mapping[str, np.ndarray], arch: str, quality: int | N
     config = ModelConfig(arch=arch, quality=quality, N=N, M=M, width=width,
                          lmbda=model_config(arch, quality).lmbda)
     model = build_model(config)
-    expected = traverse_util.flatten_dict(jax.device_get(init_params(model, 0)))
+    expected = traverse_util.flatten_dict(jax.eval_shape(lambda: init_params(model, 0)))  # shapes only
     deconvs = _deconv_layers(model, traverse_util.unflatten_dict(expected))
 
     params, unknown = {}, []

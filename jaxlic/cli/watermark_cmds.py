@@ -13,13 +13,18 @@ from pathlib import Path
 from jaxlic.cli.quant_cmds import add_quantize_options, quantize
 
 
+def add_watermark_options(p: argparse.ArgumentParser) -> None:
+    """The licensee's id and the watermark loss weight (watermark and train)."""
+    p.add_argument("--user-id", type=int, default=0, help="the licensee's id (0: the owner's own copy)")
+    p.add_argument("--strength", type=float, default=1.0, help="weight of the watermark loss")
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "watermark", help="QAT with a watermark: an integer-mode package carrying the owner code and a user id")
     add_quantize_options(p, qat_steps=300, lr=1e-4, crop=128)
     p.add_argument("--key", type=Path, required=True, help="the owner's watermark key (from `jaxlic keygen watermark`)")
-    p.add_argument("--user-id", type=int, default=0, help="the licensee's id (0: the owner's own copy)")
-    p.add_argument("--strength", type=float, default=1.0, help="weight of the watermark loss")
+    add_watermark_options(p)
     p.set_defaults(func=_watermark)
 
     p = subparsers.add_parser("verify", help="is the owner's watermark in this integer-mode package?")
@@ -49,17 +54,17 @@ def _watermark(args: argparse.Namespace) -> int:
     key.carrier_positions(CarrierLayout.of_params(load(args.model).params))
     term = WatermarkTerm(key, args.user_id, args.strength)
     status = quantize(args, extra_terms=[term], from_integer=True)
-    _report(args.out, key, args.user_id)
+    report(args.out, key, args.user_id)
     return status
 
 
 def _verify(args: argparse.Namespace) -> int:
     from jaxlic.secure.watermark import WatermarkKey
 
-    return 0 if _report(args.model, WatermarkKey.load(args.key), as_json=args.json) else 1
+    return 0 if report(args.model, WatermarkKey.load(args.key), as_json=args.json) else 1
 
 
-def _report(model: Path, key, user_id: int | None = None, as_json: bool = False) -> bool:
+def report(model: Path, key, user_id: int | None = None, as_json: bool = False) -> bool:
     """Print what the model's integer weights say under `key` (with the BER for `user_id`);
     True when the owner's watermark is there."""
     from jaxlic.codec import load

@@ -161,16 +161,27 @@ class Pruning:
         return state.replace(params=self._apply(state.params, masks))
 
 
+def kept_channels(params: PyTree) -> dict[str, np.ndarray]:
+    """Per hidden layer, the channels `shrink` keeps: those whose incoming kernel (from the
+    previous layer's kept channels) or bias is not all zero (at least one)."""
+    kept, inputs = {}, {}
+    for layer in HIDDEN_LAYERS:
+        kernel, bias = np.asarray(params[layer]["kernel"]), np.asarray(params[layer]["bias"])
+        kernel = kernel[:, :, inputs[layer]] if layer in inputs else kernel
+        alive = np.any(kernel.reshape(-1, kernel.shape[-1]) != 0, axis=0) | (bias != 0)
+        kept[layer] = np.flatnonzero(alive) if alive.any() else np.arange(1)
+        inputs[_following(layer)[1]] = kept[layer]
+    return kept
+
+
 def shrink(config: ModelConfig, params: PyTree) -> tuple[ModelConfig, PyTree]:
     """Cut out every hidden channel whose incoming kernel and bias are all zero (exact: such a
     channel is zero after its GDN): a physically smaller config and parameters."""
     params = {k: dict(v) for k, v in jax.device_get(params).items()}
     counts = []
-    for layer in HIDDEN_LAYERS:
+    for layer, keep in kept_channels(params).items():
         gdn, nxt = _following(layer)
         kernel, bias = np.asarray(params[layer]["kernel"]), np.asarray(params[layer]["bias"])
-        alive = np.any(kernel.reshape(-1, kernel.shape[-1]) != 0, axis=0) | (bias != 0)
-        keep = np.flatnonzero(alive) if alive.any() else np.arange(1)
         params[layer] = {"kernel": kernel[..., keep], "bias": bias[keep]}
         params[gdn] = {"beta": np.asarray(params[gdn]["beta"])[keep],
                        "gamma": np.asarray(params[gdn]["gamma"])[np.ix_(keep, keep)]}

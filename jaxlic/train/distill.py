@@ -61,6 +61,13 @@ def calibration_crops(folders: Sequence[str], crop: int, count: int = 16, seed: 
     return Batches(source, count, crop, seed).batch(0)
 
 
+def teacher_crops(teacher: ModelPackage, folders: Sequence[str], crop: int, count: int = 16,
+                  seed: int = 0) -> np.ndarray:
+    """`calibration_crops` at the largest side <= `crop` that the teacher's downsampling divides."""
+    multiple = teacher.model.downsampling
+    return calibration_crops(folders, max(multiple, crop - crop % multiple), count, seed)
+
+
 class Distillation:
     """Loss term: latent matching to the teacher's most informative channels plus
     reconstruction matching to the teacher's decoded image (see the module docstring)."""
@@ -99,6 +106,20 @@ class Distillation:
         return loss, {"distill/latent": latent, "distill/output": output,
                       "teacher_psnr": -10.0 * jnp.log10(jnp.maximum(teacher_mse, 1e-10))}
 
+    def describe(self) -> dict:
+        """What the run description records about the teacher and the weights."""
+        return {"teacher": self.teacher.fingerprint.hex(), "teacher_model": json.loads(self.teacher.config.to_json()),
+                "latent_weight": self.latent_weight, "output_weight": self.output_weight,
+                "channels": self.channels.tolist()}
+
+
+def distillation_term(teacher: ModelPackage, student: ModelConfig, calibration: np.ndarray,
+                      latent_weight: float = 1.0, output_weight: float = 1.0) -> Distillation:
+    """The term for `student`, its latent channels matched to the teacher's most informative
+    ones as ranked on `calibration` (training crops, float NHWC in [0, 1])."""
+    channels = rank_latent_channels(teacher, calibration)[: min(student.M, teacher.config.M)]
+    return Distillation(teacher, channels, student.lmbda, latent_weight, output_weight)
+
 
 def distill_task(teacher: ModelPackage, width: float, calibration: np.ndarray, latent_weight: float = 1.0,
                  output_weight: float = 1.0, metric: str = "mse") -> Task:
@@ -107,10 +128,7 @@ def distill_task(teacher: ModelPackage, width: float, calibration: np.ndarray, l
     `calibration` (training crops, float NHWC in [0, 1]) ranks the teacher's latent channels.
     """
     config = student_config(teacher.config, width)
-    channels = rank_latent_channels(teacher, calibration)[: min(config.M, teacher.config.M)]
-    term = Distillation(teacher, channels, config.lmbda, latent_weight, output_weight)
+    term = distillation_term(teacher, config, calibration, latent_weight, output_weight)
     task = codec_task(config, metric, extra_terms=[term])
-    description = {**task.description, "distill": {
-        "teacher": teacher.fingerprint.hex(), "teacher_model": json.loads(teacher.config.to_json()),
-        "latent_weight": latent_weight, "output_weight": output_weight, "channels": channels.tolist()}}
+    description = {**task.description, "distill": term.describe()}
     return dataclasses.replace(task, description=description, log_keys=("bpp", "psnr", "teacher_psnr"))

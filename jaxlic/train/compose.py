@@ -1,0 +1,151 @@
+"""One run that composes distillation, pruning, QAT and watermarking: one task, one step, one checkpoint.
+
+`compose_task(config, params, parts)` builds one `Task` from parts on top of the codec task
+(RD term, float forward, a float package):
+- distillation: a `Distillation` term (the student is `config`, e.g. `student_config(teacher, w)`);
+- pruning: the `Pruning` term and its between-steps hook; the artifact is shrunk;
+- QAT: the fake-quantized decoder forward of `jaxlic.quant.qat`, with activation ranges
+  calibrated on the initial parameters; the artifact is an integer-mode package (what
+  `jaxlic quantize` writes);
+- watermarking: a `WatermarkTerm` on the fake-quantized weights (needs QAT).
+With one part the run trains exactly what that part's own task trains (tests/train/test_compose.py).
+
+Channel pruning changes the shapes of the watermark's carrier layers, so at every cut the
+carrier positions are re-derived for the layout the shrunk export will have and mapped into the
+full, masked weights the step trains. After the last cut they are final: `extract` on the
+exported package reads the positions that were trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxlic.codec import ModelPackage, build_tables
+from jaxlic.errors import ConfigError
+from jaxlic.models import ModelConfig
+from jaxlic.quant.export import integerize
+from jaxlic.quant.lowering import Calibration, calibrate
+from jaxlic.quant.prune import Pruning, PruneSchedule, _following, kept_channels, shrink
+from jaxlic.quant.qat import calibration_batches, make_forward
+from jaxlic.secure.watermark import CarrierLayout, WatermarkTerm
+from jaxlic.train.distill import Distillation
+from jaxlic.train.loop import TrainConfig
+from jaxlic.train.step import TrainState
+from jaxlic.train.task import Task, codec_task, describe
+
+PyTree = Any
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The techniques a run composes; each is off when None."""
+
+    distill: Distillation | None = None
+    prune: PruneSchedule | None = None
+    qat: Calibration | None = None  # QAT with these activation ranges (see `qat_calibration`)
+    watermark: WatermarkTerm | None = None
+
+    def __post_init__(self):
+        if self.watermark is not None and self.qat is None:
+            raise ConfigError("a watermark lives in the integer weights: it needs QAT (--qat)")
+
+
+def qat_calibration(config: ModelConfig, params: PyTree, train: TrainConfig, batches: int = 4) -> Calibration:
+    """Activation ranges on `batches` training batches, as `jaxlic quantize` calibrates."""
+    if batches < 1:
+        raise ConfigError(f"calibration batches must be >= 1, got {batches}")
+    return calibrate(config, params, calibration_batches(train.data, batches, train.batch_size, train.crop,
+                                                         train.seed + 1))
+
+
+def check_schedule(schedule: PruneSchedule, steps: int) -> None:
+    """ConfigError unless the last cut comes before the last step (the pruned model is fine-tuned)."""
+    if schedule.steps[-1] >= steps:
+        raise ConfigError(f"the last pruning step ({schedule.steps[-1]}) must come before --steps ({steps}) "
+                          "so the pruned model is fine-tuned")
+
+
+def carrier_map(params: PyTree, kept: dict[str, np.ndarray]) -> tuple[CarrierLayout, np.ndarray]:
+    """The watermark carrier layout of the model shrunk to `kept` channels and, for each of its
+    flat positions, the flat position of the same weight in the full model's carriers."""
+    inputs = {_following(layer)[1]: keep for layer, keep in kept.items()}
+    shapes, index, offset = [], [], 0
+    for name, shape in CarrierLayout.of_params(params).shapes:
+        idx = np.arange(math.prod(shape)).reshape(shape) + offset
+        offset += idx.size
+        idx = idx[:, :, inputs[name]] if name in inputs else idx
+        idx = idx[..., kept[name]] if name in kept else idx
+        shapes.append((name, idx.shape))
+        index.append(idx.ravel())
+    return CarrierLayout(tuple(shapes)), np.concatenate(index)
+
+
+def shrink_calibration(calibration: Calibration, kept: dict[str, np.ndarray]) -> Calibration:
+    """Per-channel exponents of the kept channels of every pruned layer (and its GDN)."""
+    exponents = dict(calibration.exponents)
+    for layer, keep in kept.items():
+        gdn = _following(layer)[0]
+        for name in (layer, gdn, f"{gdn}.pool"):
+            if name in exponents:
+                exponents[name] = tuple(np.asarray(exponents[name])[keep].tolist())
+    return Calibration(exponents)
+
+
+def _watermark_positions(term: WatermarkTerm, params: PyTree, kept: dict[str, np.ndarray]) -> dict:
+    """The watermark's positions and signs for the shrunk layout, indexed into the full weights."""
+    layout, index = carrier_map(params, kept)
+    positions, signs = term.key.carrier_positions(layout)
+    return {"positions": index[positions].astype(np.int32), "signs": signs.astype(np.float32)}
+
+
+def compose_task(config: ModelConfig, params: PyTree, parts: Parts, metric: str = "mse") -> Task:
+    """One task training `config` from `params` with every part in `parts` (module docstring)."""
+    pruning = Pruning(parts.prune) if parts.prune is not None else None
+    extra = [t for t in (parts.distill, pruning, parts.watermark) if t is not None]
+    # A host copy: the step donates its state, which must not free the caller's arrays.
+    base = codec_task(config, metric, extra_terms=extra, initial_params=jax.device_get(params))
+    relayout = parts.watermark is not None and parts.prune is not None and parts.prune.kind == "channel"
+    if relayout:  # a key the pruned model cannot carry fails now, not at the last cut
+        counts = {k: max(1, len(v) - int(round(parts.prune.fractions[-1] * len(v))))
+                  for k, v in kept_channels(params).items()}
+        _watermark_positions(parts.watermark, params, {k: np.arange(n) for k, n in counts.items()})
+
+    def between_steps(state: TrainState, batch) -> TrainState:
+        state = pruning.between_steps(state, batch)
+        if relayout and parts.prune.fraction_at(int(state.step)) is not None:
+            name, old = parts.watermark.name, state.term_states[parts.watermark.name]
+            host = jax.device_get(state.params)
+            new = _watermark_positions(parts.watermark, host, kept_channels(host))
+            new = {k: jax.device_put(v, old[k].sharding) for k, v in new.items()}
+            state = state.replace(term_states={**state.term_states, name: {**old, **new}})
+        return state
+
+    def finalize(final_params: PyTree, run_dir: Path) -> ModelPackage:
+        model, calibration = config, parts.qat
+        if pruning is not None:
+            if calibration is not None:
+                calibration = shrink_calibration(calibration, kept_channels(jax.device_get(final_params)))
+            model, final_params = shrink(config, final_params)
+        package = integerize(model, final_params, calibration) if calibration is not None else build_tables(model, final_params)
+        package.save(run_dir / "model.jxlm")
+        return package
+
+    described = {"distill": parts.distill, "prune": parts.prune and describe(parts.prune),
+                 "qat": parts.qat and parts.qat.to_json(), "watermark": parts.watermark}
+    description = {"task": "composed", "model": json.loads(config.to_json()), "metric": metric,
+                   "parts": {k: v.describe() if hasattr(v, "describe") else v
+                             for k, v in described.items() if v is not None}}
+    log_keys = ("bpp", "psnr", *(["teacher_psnr"] if parts.distill else []), *(["prune/kept"] if pruning else []),
+                *(["wm_ber"] if parts.watermark else []))
+    return dataclasses.replace(
+        base, description=description, finalize=finalize, log_keys=log_keys,
+        forward=make_forward(config, parts.qat, True) if parts.qat is not None else base.forward,
+        between_steps=between_steps if pruning is not None else None)

@@ -10,7 +10,8 @@ gradients reach the float parameters the constants were quantized from.
 
 from __future__ import annotations
 
-from typing import Iterable, Literal, Mapping, Sequence
+import weakref
+from typing import Callable, Iterable, Literal, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -50,17 +51,31 @@ def run(graph: IntegerGraph, inputs: Mapping[str, np.ndarray], outputs: Iterable
         if op.kind == "conv2d_transpose" and not _subpixel_form(op, graph.constants[op.consts["weight"]]):
             raise IntegerizationError(f"op {op.name!r}: the JAX backend runs transposed convolutions with a square "
                                       "kernel, padding k//2 and output_padding stride-1 only; use the NumPy reference")
-    key = (outputs, tuple(sorted(inputs)), jit)
-    if "plans" not in graph._runners:
-        graph._runners["plans"] = plan_graph(graph)
-    if key not in graph._runners:
+    cache, key = _cache(graph), (outputs, tuple(sorted(inputs)), jit)
+    if "plans" not in cache:
+        cache["plans"] = plan_graph(graph)
+        cache["consts"] = {name: jnp.asarray(a) for name, a in graph.constants.items()}
+    if key not in cache:
+        ops, plans = graph.ops, cache["plans"]  # not the graph: the cache must not keep it alive
+
         def fn(consts, values):
-            return run_ops(graph.ops, consts, values, outputs, "int", graph._runners["plans"])
-        graph._runners[key] = jax.jit(fn) if jit else fn
-    if "consts" not in graph._runners:
-        graph._runners["consts"] = {name: jnp.asarray(a) for name, a in graph.constants.items()}
-    result = graph._runners[key](graph._runners["consts"], {k: jnp.asarray(v) for k, v in inputs.items()})
+            return run_ops(ops, consts, values, outputs, "int", plans)
+        cache[key] = jax.jit(fn) if jit else fn
+    result = cache[key](cache["consts"], {k: jnp.asarray(v) for k, v in inputs.items()})
     return {name: np.asarray(value) for name, value in result.items()}
+
+
+_CACHES: dict[int, dict] = {}
+
+
+def _cache(graph: IntegerGraph) -> dict:
+    """The graph's convolution plans, device constants and compiled runners (one per outputs,
+    inputs and jit); dropped when the graph is."""
+    key = id(graph)
+    if key not in _CACHES:
+        _CACHES[key] = {}
+        weakref.finalize(graph, _CACHES.pop, key, None)
+    return _CACHES[key]
 
 
 def _subpixel_form(op: Op, weight: np.ndarray) -> bool:
@@ -81,74 +96,93 @@ def _isqrt(n: jax.Array) -> jax.Array:
 
 
 def _int_op(op: Op, args: list[jax.Array], c: dict[str, jax.Array], bits: int | None) -> jax.Array:
-    a, x = op.attrs, args[0]
     if op.kind in ("conv2d", "conv2d_transpose") and bits is not None:
-        return exact_conv(op, x, c["weight"], bits) + c["bias"]
-    if op.kind == "conv2d":
-        p = a["padding"]
-        acc = jax.lax.conv_general_dilated(x, c["weight"], (a["stride"],) * 2, ((p, p), (p, p)),
-                                           dimension_numbers=DIMENSIONS, preferred_element_type=jnp.int32)
-        return acc + c["bias"]
-    if op.kind == "conv2d_transpose":
-        return conv_transpose_subpixel(x, c["weight"], a["stride"], jnp.int32) + c["bias"]
-    if op.kind == "requantize":
-        shift, x = c["shift"], x.astype(jnp.int32)
-        right, left = jnp.maximum(shift, 0), jnp.maximum(-shift, 0)
-        rounding = jnp.where(right > 0, jnp.left_shift(1, jnp.maximum(right - 1, 0)), 0)
-        wide = jnp.where(shift >= 0, x + rounding, jnp.left_shift(x, left))
-        dtype = output_dtype_of(op)
-        return jnp.clip(jnp.right_shift(wide, right), a["lo"], a["hi"]).astype(dtype)
-    if op.kind == "leaky_relu":
-        return jnp.maximum(x, jnp.right_shift(x, a["shift"]))
-    if op.kind == "abs":
-        return jnp.minimum(jnp.abs(x.astype(jnp.int16)), 127).astype(jnp.int8)
-    if op.kind == "square":
-        return x.astype(jnp.int32) * x.astype(jnp.int32)
-    if op.kind == "isqrt":
-        return _isqrt(jnp.left_shift(jnp.maximum(x.astype(jnp.int32), 0), c["pre_shift"]))
-    if op.kind == "mul":
-        return x.astype(jnp.int32) * args[1].astype(jnp.int32)
-    if op.kind == "add":
-        return x.astype(jnp.int32) + args[1].astype(jnp.int32)
-    if op.kind == "add_channel":
-        return x.astype(jnp.int32) + c["addend"]
-    if op.kind == "scale_index":
-        # A loop of whole-tensor compares, one per threshold column: on XLA CPU about 70x faster
-        # than one compare-and-count reduced over a minor thresholds axis (96 channels, 63 levels).
-        columns = c["thresholds"].T
-
-        def count_above(j, index):
-            return index + (x > columns[j]).astype(jnp.int32)
-
-        return jax.lax.fori_loop(0, columns.shape[0], count_above, jnp.zeros(x.shape, jnp.int32))
-    raise AssertionError(f"validated graphs have no op {op.kind!r}")
+        return exact_conv(op, args[0], c["weight"], bits) + c["bias"]
+    return INT_OPS[op.kind](op, args, c)
 
 
 def _fake_op(op: Op, args: list[jax.Array], c: dict[str, jax.Array]) -> jax.Array:
-    a, x = op.attrs, args[0]
-    if op.kind in ("conv2d", "conv2d_transpose"):
-        return float_conv(op, x, c["weight"]) + c["bias"]
-    if op.kind == "requantize":
-        shift = c["shift"]
-        scaled = x * exp2i(-shift) + jnp.where(shift > 0, 0.5, 0.0)
-        return jnp.clip(floor_ste(scaled), a["lo"], a["hi"])
-    if op.kind == "leaky_relu":
-        return jnp.maximum(x, floor_ste(x * 2.0 ** -a["shift"]))
-    if op.kind == "abs":
-        return jnp.abs(x)
-    if op.kind == "square":
-        return x * x
-    if op.kind == "isqrt":
-        # The exact integer root forward (float32 sqrt misplaces ~0.1% of floors), sqrt's
-        # gradient backward; the pre-shifted pool has <= 15 significant bits, exact in float32.
-        shifted = jnp.maximum(x, 0.0) * exp2i(c["pre_shift"])
-        root = _isqrt(jax.lax.stop_gradient(shifted).astype(jnp.int32)).astype(jnp.float32)
-        smooth = jnp.sqrt(shifted + 1e-6)
-        return smooth + jax.lax.stop_gradient(root - smooth)
-    if op.kind == "mul":
-        return x * args[1]
-    if op.kind == "add":
-        return x + args[1]
-    if op.kind == "add_channel":
-        return x + c["addend"]
-    raise IntegerizationError(f"op {op.name!r} ({op.kind}) has no fake-quantized form; QAT uses the dequantized scales")
+    if op.kind not in FAKE_OPS:
+        raise IntegerizationError(f"op {op.name!r} ({op.kind}) has no fake-quantized form; QAT uses the dequantized scales")
+    return FAKE_OPS[op.kind](op, args, c)
+
+
+def _int_conv2d(op: Op, x: list[jax.Array], c: dict) -> jax.Array:
+    """XLA's int8 x int8 -> int32 convolution (slow on CPU: for convs no digit split makes exact)."""
+    p = op.attrs["padding"]
+    acc = jax.lax.conv_general_dilated(x[0], c["weight"], (op.attrs["stride"],) * 2, ((p, p), (p, p)),
+                                       dimension_numbers=DIMENSIONS, preferred_element_type=jnp.int32)
+    return acc + c["bias"]
+
+
+def _int_requantize(op: Op, x: list[jax.Array], c: dict) -> jax.Array:
+    shift, value = c["shift"], x[0].astype(jnp.int32)
+    right, left = jnp.maximum(shift, 0), jnp.maximum(-shift, 0)
+    rounding = jnp.where(right > 0, jnp.left_shift(1, jnp.maximum(right - 1, 0)), 0)
+    wide = jnp.where(shift >= 0, value + rounding, jnp.left_shift(value, left))
+    return jnp.clip(jnp.right_shift(wide, right), op.attrs["lo"], op.attrs["hi"]).astype(output_dtype_of(op))
+
+
+def _int_scale_index(op: Op, x: list[jax.Array], c: dict) -> jax.Array:
+    """A loop of whole-tensor compares, one per threshold column: on XLA CPU about 70x faster
+    than one compare-and-count reduced over a minor thresholds axis (96 channels, 63 levels)."""
+    columns = c["thresholds"].T
+
+    def count_above(j, index):
+        return index + (x[0] > columns[j]).astype(jnp.int32)
+
+    return jax.lax.fori_loop(0, columns.shape[0], count_above, jnp.zeros(x[0].shape, jnp.int32))
+
+
+def _int32(x: jax.Array) -> jax.Array:
+    return x.astype(jnp.int32)
+
+
+def _fake_requantize(op: Op, x: list[jax.Array], c: dict) -> jax.Array:
+    shift = c["shift"]
+    scaled = x[0] * exp2i(-shift) + jnp.where(shift > 0, 0.5, 0.0)
+    return jnp.clip(floor_ste(scaled), op.attrs["lo"], op.attrs["hi"])
+
+
+def _fake_isqrt(op: Op, x: list[jax.Array], c: dict) -> jax.Array:
+    """The exact integer root forward (float32 sqrt misplaces ~0.1% of floors), sqrt's gradient
+    backward; the pool is an integer below 2^24 and the pre-shift a power of two, so the shifted
+    pool is exact in float32."""
+    shifted = jnp.maximum(x[0], 0.0) * exp2i(c["pre_shift"])
+    root = _isqrt(jax.lax.stop_gradient(shifted).astype(jnp.int32)).astype(jnp.float32)
+    smooth = jnp.sqrt(shifted + 1e-6)
+    return smooth + jax.lax.stop_gradient(root - smooth)
+
+
+Kernel = Callable[[Op, list[jax.Array], dict[str, jax.Array]], jax.Array]
+
+# One entry per op kind of `jaxlic.quant.graph.OP_KINDS`: (op, inputs, constants) -> output.
+INT_OPS: dict[str, Kernel] = {
+    "conv2d": _int_conv2d,
+    "conv2d_transpose": lambda op, x, c: conv_transpose_subpixel(x[0], c["weight"], op.attrs["stride"], jnp.int32)
+    + c["bias"],
+    "requantize": _int_requantize,
+    "leaky_relu": lambda op, x, c: jnp.maximum(x[0], jnp.right_shift(x[0], op.attrs["shift"])),
+    "abs": lambda op, x, c: jnp.minimum(jnp.abs(x[0].astype(jnp.int16)), 127).astype(jnp.int8),
+    "square": lambda op, x, c: _int32(x[0]) * _int32(x[0]),
+    "isqrt": lambda op, x, c: _isqrt(jnp.left_shift(jnp.maximum(_int32(x[0]), 0), c["pre_shift"])),
+    "mul": lambda op, x, c: _int32(x[0]) * _int32(x[1]),
+    "add": lambda op, x, c: _int32(x[0]) + _int32(x[1]),
+    "add_channel": lambda op, x, c: _int32(x[0]) + c["addend"],
+    "scale_index": _int_scale_index,
+}
+
+# The same on integer-valued float32 with straight-through rounding; scale_index has no
+# gradient, so QAT trains on the scales it thresholds.
+FAKE_OPS: dict[str, Kernel] = {
+    "conv2d": lambda op, x, c: float_conv(op, x[0], c["weight"]) + c["bias"],
+    "conv2d_transpose": lambda op, x, c: float_conv(op, x[0], c["weight"]) + c["bias"],
+    "requantize": _fake_requantize,
+    "leaky_relu": lambda op, x, c: jnp.maximum(x[0], floor_ste(x[0] * 2.0 ** -op.attrs["shift"])),
+    "abs": lambda op, x, c: jnp.abs(x[0]),
+    "square": lambda op, x, c: x[0] * x[0],
+    "isqrt": _fake_isqrt,
+    "mul": lambda op, x, c: x[0] * x[1],
+    "add": lambda op, x, c: x[0] + x[1],
+    "add_channel": lambda op, x, c: x[0] + c["addend"],
+}

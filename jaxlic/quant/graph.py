@@ -129,7 +129,6 @@ class IntegerGraph:
 
     def __post_init__(self):
         self.info = self.validate()
-        self._runners: dict = {}
 
     # --- validation -----------------------------------------------------------------------
     def validate(self) -> dict[str, TensorInfo]:

@@ -7,7 +7,7 @@ products accumulated exactly, then wrapped to int32); everything else is integer
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -26,31 +26,32 @@ def run(graph: IntegerGraph, inputs: Mapping[str, np.ndarray], outputs: Iterable
 
 
 def _apply(op: Op, args: list[np.ndarray], constants: Mapping[str, np.ndarray]) -> np.ndarray:
-    c = {role: constants[name] for role, name in op.consts.items()}
-    a, x = op.attrs, args[0]
-    if op.kind == "conv2d":
-        return intops.conv2d(x, c["weight"], c["bias"], a["stride"], a["padding"])
-    if op.kind == "conv2d_transpose":
-        return intops.conv2d_transpose_subpixel(x, c["weight"], c["bias"], a["stride"], a["padding"], a["output_padding"])
-    if op.kind == "requantize":
-        return intops.requantize(x.astype(np.int32), c["shift"], a["lo"], a["hi"])
-    if op.kind == "leaky_relu":
-        return np.maximum(x, x >> a["shift"])
-    if op.kind == "abs":
-        return np.minimum(np.abs(x.astype(np.int16)), 127).astype(np.int8)
-    if op.kind == "square":
-        return x.astype(np.int32) * x.astype(np.int32)
-    if op.kind == "isqrt":
-        return intops.isqrt(np.left_shift(np.maximum(x.astype(np.int32), 0), c["pre_shift"]))
-    if op.kind == "mul":
-        return x.astype(np.int32) * args[1].astype(np.int32)
-    if op.kind == "add":
-        return x.astype(np.int32) + args[1].astype(np.int32)
-    if op.kind == "add_channel":
-        return x.astype(np.int32) + c["addend"]
-    if op.kind == "scale_index":
-        index = np.zeros(x.shape, np.int32)
-        for column in c["thresholds"].T:  # one pass per level keeps memory at one tensor
-            index += x > column
-        return index
-    raise AssertionError(f"validated graphs have no op {op.kind!r}")
+    return OPS[op.kind](op.attrs, args, {role: constants[name] for role, name in op.consts.items()})
+
+
+def _scale_index(x: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    index = np.zeros(x.shape, np.int32)
+    for column in thresholds.T:  # one pass per level keeps memory at one tensor
+        index += x > column
+    return index
+
+
+def _int32(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.int32)
+
+
+# One entry per op kind of `jaxlic.quant.graph.OP_KINDS`: (attributes, inputs, constants) -> output.
+OPS: dict[str, Callable[[Mapping[str, int], list[np.ndarray], dict[str, np.ndarray]], np.ndarray]] = {
+    "conv2d": lambda a, x, c: intops.conv2d(x[0], c["weight"], c["bias"], a["stride"], a["padding"]),
+    "conv2d_transpose": lambda a, x, c: intops.conv2d_transpose_subpixel(
+        x[0], c["weight"], c["bias"], a["stride"], a["padding"], a["output_padding"]),
+    "requantize": lambda a, x, c: intops.requantize(_int32(x[0]), c["shift"], a["lo"], a["hi"]),
+    "leaky_relu": lambda a, x, c: np.maximum(x[0], x[0] >> a["shift"]),
+    "abs": lambda a, x, c: np.minimum(np.abs(x[0].astype(np.int16)), 127).astype(np.int8),
+    "square": lambda a, x, c: _int32(x[0]) * _int32(x[0]),
+    "isqrt": lambda a, x, c: intops.isqrt(np.left_shift(np.maximum(_int32(x[0]), 0), c["pre_shift"])),
+    "mul": lambda a, x, c: _int32(x[0]) * _int32(x[1]),
+    "add": lambda a, x, c: _int32(x[0]) + _int32(x[1]),
+    "add_channel": lambda a, x, c: _int32(x[0]) + c["addend"],
+    "scale_index": lambda a, x, c: _scale_index(x[0], c["thresholds"]),
+}

@@ -63,7 +63,8 @@ def sweep(
     _pillow_format(codec)
     with tqdm(total=len(qualities) * len(images), desc=codec, unit="img", disable=not progress) as bar:
         return [
-            evaluate(functools.partial(encode, codec, quality=q), decode, images, on_image=lambda _: bar.update())
+            evaluate(functools.partial(encode, codec, quality=q), lambda data, size: decode(data), images,
+                     on_image=lambda _: bar.update())
             for q in qualities
         ]
 

@@ -7,7 +7,6 @@ uint16 images of the high-bit-depth scenario; reconstructions are rounded to tha
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -16,42 +15,11 @@ from tqdm.auto import tqdm
 
 from jaxlic.errors import DataError
 from jaxlic.eval.bdrate import bd_psnr, bd_rate
-from jaxlic.eval.evaluate import Evaluation, ImageResult, NamedImage
-from jaxlic.eval.metrics import ms_ssim, psnr
+from jaxlic.eval.evaluate import Evaluation, NamedImage, evaluate
+from jaxlic.eval.metrics import psnr
 from jaxlic.eval.results import Record, curve
 from jaxlic.sandwich.model import SandwichPackage, to_uint8, to_uint16
 from jaxlic.sandwich.scenarios import Scenario, baseline_decode, baseline_encode
-
-
-def _peak(image: np.ndarray) -> float:
-    return 65535.0 if image.dtype == np.uint16 else 255.0
-
-
-def measure(
-    images: Sequence[NamedImage],
-    encode: Callable[[np.ndarray], bytes],
-    decode: Callable[[bytes, tuple[int, int]], np.ndarray],
-    on_image: Callable[[], None] | None = None,
-) -> Evaluation:
-    """Encode, decode (to the original's dtype) and measure every image: real bytes, PSNR, MS-SSIM, times."""
-    if not images:
-        raise DataError("no images to evaluate")
-    results = []
-    for name, image in images:
-        start = time.perf_counter()
-        data = encode(image)
-        encoded = time.perf_counter()
-        recon = decode(data, image.shape[:2])
-        finished = time.perf_counter()
-        if recon.shape != image.shape or recon.dtype != image.dtype:
-            raise DataError(f"{name}: reconstruction is {recon.dtype} {recon.shape}, original {image.dtype} {image.shape}")
-        peak = _peak(image)
-        results.append(ImageResult(name, len(data), 8.0 * len(data) / (image.shape[0] * image.shape[1]),
-                                   psnr(image, recon, peak), ms_ssim(image, recon, peak),
-                                   encoded - start, finished - encoded))
-        if on_image is not None:
-            on_image()
-    return Evaluation(tuple(results))
 
 
 def sandwich_sweep(package: SandwichPackage, images: Sequence[NamedImage], qualities: Sequence[int],
@@ -62,15 +30,17 @@ def sandwich_sweep(package: SandwichPackage, images: Sequence[NamedImage], quali
         return to_uint16(out) if images[0][1].dtype == np.uint16 else to_uint8(out)
 
     with tqdm(total=len(images) * len(qualities), desc=f"sandwich {package.config.scenario}", disable=not progress) as bar:
-        return [measure(images, lambda x, q=q: package.encode(x, q), decode, bar.update) for q in qualities]
+        return [evaluate(lambda x, q=q: package.encode(x, q), decode, images, lambda _: bar.update())
+                for q in qualities]
 
 
 def baseline_sweep(scenario: Scenario, images: Sequence[NamedImage], qualities: Sequence[int],
                    progress: bool = True) -> list[Evaluation]:
     """The plain codec with its natural inverse at each quality."""
     with tqdm(total=len(images) * len(qualities), desc=f"plain {scenario.name}", disable=not progress) as bar:
-        return [measure(images, lambda x, q=q: baseline_encode(scenario, x, q),
-                        lambda d, size: baseline_decode(scenario, d, size), bar.update) for q in qualities]
+        return [evaluate(lambda x, q=q: baseline_encode(scenario, x, q),
+                         lambda d, size: baseline_decode(scenario, d, size), images, lambda _: bar.update())
+                for q in qualities]
 
 
 def gains(test: Record, anchor: Record) -> dict:

@@ -78,10 +78,21 @@ def test_sweep_uses_real_bytes_and_per_image_metrics() -> None:
 
 
 def test_evaluate_any_codec_functions() -> None:
-    identity = evaluate(lambda image: image.tobytes(), lambda data: np.frombuffer(data, np.uint8).reshape(192, 208, 3), IMAGES[:1])
+    identity = evaluate(lambda image: image.tobytes(), lambda data, size: np.frombuffer(data, np.uint8).reshape(192, 208, 3), IMAGES[:1])
     assert identity.images[0].bpp == pytest.approx(24.0)
     assert identity.psnr == float("inf") and identity.ms_ssim == pytest.approx(1.0)
-    with pytest.raises(ImageError, match="decoded shape"):
-        evaluate(lambda image: b"x", lambda data: np.zeros((4, 4, 3), np.uint8), IMAGES[:1])
+    with pytest.raises(ImageError, match="decoded uint8 .4, 4, 3. differs"):
+        evaluate(lambda image: b"x", lambda data, size: np.zeros((4, 4, 3), np.uint8), IMAGES[:1])
     with pytest.raises(ImageError, match="no images"):
-        evaluate(lambda image: b"", decode, [])
+        evaluate(lambda image: b"", lambda data, size: decode(data), [])
+
+
+def test_one_evaluation_loop_measures_16_bit_and_gray_images():
+    """The sandwich sweeps use `jaxlic.eval.evaluate` too: 16-bit images are measured against
+    65535 and gray HxW images are allowed (the loop used to take uint8 RGB only)."""
+    from jaxlic.eval.evaluate import evaluate
+
+    image = np.full((168, 176), 40000, np.uint16)
+    off_by_257 = evaluate(lambda x: b"\0" * 12, lambda data, size: image - np.uint16(257), [("gray16", image)])
+    assert off_by_257.psnr == pytest.approx(20 * np.log10(65535 / 257))
+    assert off_by_257.bpp == pytest.approx(8 * 12 / (168 * 176))

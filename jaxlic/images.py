@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from jaxlic.errors import DataError, ImageError
 
@@ -252,10 +253,18 @@ def list_images(folder: PathLike, recursive: bool = True) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def read_images(folder: PathLike, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
-    """The images under `folder` (the first `limit` of them) as (file stem, uint8 HxWx3), in
+def image_name(path: PathLike, folder: PathLike) -> str:
+    """An image's name in every result: its path under `folder` without the suffix (`kodim01`,
+    `set/a`), unique among `list_images(folder)` unless two files differ only in suffix."""
+    return Path(path).relative_to(folder).with_suffix("").as_posix()
+
+
+def read_images(folder: PathLike, limit: int | None = None, progress: bool = False) -> list[tuple[str, np.ndarray]]:
+    """The images under `folder` (the first `limit` of them) as (`image_name`, uint8 HxWx3), in
     `list_images` order."""
-    return [(p.stem, read_image(p)) for p in list_images(folder)[:limit]]
+    paths = list_images(folder)[:limit]
+    return [(image_name(p, folder), read_image(p))
+            for p in tqdm(paths, desc="reading images", unit="img", disable=not progress)]
 
 
 # scikit-image's bundled colour photographs of natural scenes that load without network.

@@ -227,3 +227,12 @@ def test_one_atomic_writer_for_public_and_private_files(tmp_path):
     assert (tmp_path / "model.jxlm").stat().st_mode & 0o777 == 0o644 & ~umask
     assert (tmp_path / "owner.key").stat().st_mode & 0o777 == PRIVATE_MODE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.jxlm", "owner.key"]  # no temp files left
+
+
+def test_one_rule_names_images_in_every_result(tmp_path):
+    """`read_images` (and `jaxlic eval`, which used the file name with its suffix) name an image
+    by its path under the folder without the suffix, so nested files keep distinct names."""
+    for relative in ("a.png", "set1/a.png", "set2/b.jpg"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 3)).save(tmp_path / relative)
+    assert [name for name, _ in images.read_images(tmp_path)] == ["a", "set1/a", "set2/b"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
 from jaxlic.eval.bdrate import METHODS, bd_psnr, bd_rate
 from jaxlic.eval.codecs import DEFAULT_QUALITIES, sweep, usable_codecs
@@ -14,7 +13,7 @@ from jaxlic.eval.plots import plot_rd
 from jaxlic.eval.reference_curves import reference_curve, reference_names
 from jaxlic.eval.results import Record, curve, load_results, make_record, save_results
 from jaxlic.errors import ConfigError
-from jaxlic.images import default_images, list_images, read_image
+from jaxlic.images import default_images, read_images
 
 REFERENCE_PREFIX = "ref:"
 
@@ -22,8 +21,7 @@ REFERENCE_PREFIX = "ref:"
 def _load_images(folder: str | None) -> list[NamedImage]:
     if folder is None:
         return default_images()
-    paths = list_images(folder)
-    return [(path.name, read_image(path)) for path in tqdm(paths, desc="reading images", unit="img")]
+    return read_images(folder, progress=True)
 
 
 def _bench_codecs(args: argparse.Namespace) -> int:

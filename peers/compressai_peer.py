@@ -755,11 +755,16 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=help_)
         add_args(p)
         p.set_defaults(handler=handler)
+    return run_command(parser, argv)
+
+
+def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Run the parsed subcommand's handler; a PeerError is one line on stderr and exit status 2."""
     args = parser.parse_args(argv)
     try:
         args.handler(args)
     except PeerError as err:
-        print(f"compressai_peer {args.command}: error: {err}", file=sys.stderr)
+        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressai_peer import PeerError, _torch, load_state, synthetic_batch
+from compressai_peer import PeerError, _torch, load_state, run_command, synthetic_batch
 
 ARCHS = ("elic2022", "elic2022-chandelier")
 
@@ -192,13 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--state", type=Path, required=True)
     p.add_argument("--images", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    try:
-        args.handler(args)
-    except PeerError as err:
-        print(f"elic_peer {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(parser, argv)
 
 
 if __name__ == "__main__":

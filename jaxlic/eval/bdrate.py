@@ -68,8 +68,7 @@ def bd_rate(
     """Bjontegaard delta rate of test vs anchor in percent (negative: test saves bits)."""
     anchor_log, anchor_q = _validated(anchor_rate, anchor_quality, "anchor")
     test_log, test_q = _validated(test_rate, test_quality, "test")
-    low, high = _overlap(anchor_q, test_q, "quality")
-    gap = _mean_over(test_q, test_log, low, high, method, "test") - _mean_over(anchor_q, anchor_log, low, high, method, "anchor")
+    gap = _mean_gap((anchor_q, anchor_log), (test_q, test_log), "quality", method)
     return float((np.exp(gap) - 1.0) * 100.0)
 
 
@@ -83,5 +82,11 @@ def bd_psnr(
     """Bjontegaard delta quality (dB for PSNR) of test vs anchor (positive: test is better)."""
     anchor_log, anchor_q = _validated(anchor_rate, anchor_quality, "anchor")
     test_log, test_q = _validated(test_rate, test_quality, "test")
-    low, high = _overlap(anchor_log, test_log, "log-rate")
-    return _mean_over(test_log, test_q, low, high, method, "test") - _mean_over(anchor_log, anchor_q, low, high, method, "anchor")
+    return _mean_gap((anchor_log, anchor_q), (test_log, test_q), "log-rate", method)
+
+
+def _mean_gap(anchor: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], axis: str,
+              method: Method) -> float:
+    """Mean of test's y minus mean of anchor's y, both as functions of x over their common x range."""
+    low, high = _overlap(anchor[0], test[0], axis)
+    return _mean_over(*test, low, high, method, "test") - _mean_over(*anchor, low, high, method, "anchor")

@@ -15,12 +15,18 @@ mean) is exact at 2^-k; medians are rounded to that grid (the package stores the
 
 Inverse GDN in integer form (y = x * N(P), P = beta + sum_j gamma[c, j] * a_j):
 - a = |x| (simplified) or requantize(x * x, 7) (GDN), int8;
-- P = 1x1 int8 convolution of a with the quantized gamma plus beta as int32 bias (a GEMM);
-- P16 = requantize(P) to [0, 32767];
-- N(P) = P16 (simplified) or isqrt(P16 << t) (GDN, t in {15, 16} makes the exponent even);
+- simplified: P16 = requantize(a (*) gamma + beta) to [0, 32767] (a 1x1 int8 convolution with beta
+  as its int32 bias: a GEMM and its requantization, both for VTA), N(P) = P16;
+- GDN: G16 = requantize(a (*) gamma) to [0, 32767] at the calibrated exponent of P's peak (the
+  GEMM and its requantization, for VTA, as before but without beta), then on the host
+  P = (G16 << 8) + round(beta * 2^(e + 8)) (requantize, add_channel) and N(P) = isqrt(P << t),
+  t in {6, 7} making the exponent even. Folded into an int16 pool, a small trained beta rounded
+  to 0 or 1 unit (a bound of 2.6e-01, and QAT's root gradient at 0 blew up); 8 bits finer it
+  keeps its value, and it is at least 1 unit, so N(P) > 0. P < 2^24 stays exact in float32
+  (QAT's twin) and P << t < 2^31;
 - y = requantize(x * N(P)).
-The only rounding besides requantization is isqrt's floor: |isqrt(n) - sqrt(n)| < 1; the
-exporter records the worst relative error of N(P) per layer in the graph's meta.
+The exporter records a static bound on N(P)'s relative error per layer in the graph's meta (the
+rounding of beta and isqrt's floor); experiments/quant_ptq_qat.py measures the whole error.
 
 The same code runs on traced parameters (QAT: integer-valued float32 constants with
 straight-through rounding) and once at export (constants cast to int8/int32).
@@ -274,34 +280,48 @@ def _conv(g: Lowered, name: str, layer, p: dict, x: str, x_exp, target: np.ndarr
     return g.requantize(f"{out}.requantize", acc, f - e_out, lo, ACT_MAX, output=out), e_out
 
 
+BETA_SHIFT = 8  # GDN: beta joins the pool 8 bits below P16's unit, so P < 2^24
+ROOT_SHIFT = 7  # P << 7 < 2^31: isqrt's pre-shift, 6 where the exponent of P is even
+
+
 def _igdn(g: Lowered, name: str, layer: GDN, p: dict, x: str, x_exp, calibration: Calibration):
     beta, gamma = _gdn_parameters(p, layer)
+    pool_target = calibration[f"{name}.pool"]
     if layer.simplified:
-        a, a_exp = g.emit(f"{name}.abs", "abs", [x]), x_exp
+        a = g.emit(f"{name}.abs", "abs", [x])
+        weight, pool_exp = quantize_weight(gamma.T[None, None], x_exp, beta, pool_target + 31)
+        pool = g.emit(f"{name}.pool", "conv2d", [a], f"{name}.pool_acc", {"stride": 1, "padding": 0},
+                      weight=weight, bias=round_ste(beta * exp2i(pool_exp)))
+        g.exponents[pool] = pool_exp
+        norm_exp = jnp.minimum(pool_target, pool_exp)
+        norm = g.requantize(f"{name}.pool16", pool, pool_exp - norm_exp, 0, POOL_MAX)
+        g.exponents[norm] = norm_exp
+        pooled = norm
     else:
         a = g.requantize(f"{name}.pooled", g.emit(f"{name}.square", "square", [x]), SQUARE_SHIFT, 0, ACT_MAX)
-        a_exp = 2 * x_exp - SQUARE_SHIFT
-    pool_target = calibration[f"{name}.pool"]
-    weight, pool_exp = quantize_weight(gamma.T[None, None], a_exp, beta, pool_target + 31)
-    bias = round_ste(beta * exp2i(pool_exp))
-    pool = g.emit(f"{name}.pool", "conv2d", [a], f"{name}.pool_acc", {"stride": 1, "padding": 0},
-                  weight=weight, bias=bias)
-    g.exponents[pool] = pool_exp
-    e_pool = jnp.minimum(pool_target, pool_exp)
-    pool16 = g.requantize(f"{name}.pool16", pool, pool_exp - e_pool, 0, POOL_MAX)
-    g.exponents[pool16] = e_pool
-    if layer.simplified:
-        norm, norm_exp = pool16, e_pool
-    else:
-        pre = 16 - jnp.mod(e_pool, 2)  # makes the exponent of P16 << pre even
-        norm = g.emit(f"{name}.sqrt", "isqrt", [pool16], pre_shift=pre)
+        weight, pool_exp = quantize_weight(gamma.T[None, None], 2 * x_exp - SQUARE_SHIFT, None, pool_target + 31)
+        acc = g.emit(f"{name}.pool", "conv2d", [a], f"{name}.pool_acc", {"stride": 1, "padding": 0},
+                     weight=weight, bias=jnp.zeros_like(beta))
+        g.exponents[acc] = pool_exp
+        e16 = jnp.minimum(pool_target, pool_exp)
+        gamma16 = g.requantize(f"{name}.pool16", acc, pool_exp - e16, 0, POOL_MAX)
+        g.exponents[gamma16] = e16
+        e_pool = e16 + BETA_SHIFT
+        fine = g.requantize(f"{name}.pool23", gamma16, -BETA_SHIFT, 0, POOL_MAX << BETA_SHIFT)
+        g.exponents[fine] = e_pool
+        # beta <= the calibrated peak < 2^15 units of P16, so P < 2^24; never 0, so N(P) > 0.
+        pooled = g.emit(f"{name}.beta", "add_channel", [fine],
+                        addend=jnp.clip(round_ste(beta * exp2i(e_pool)), 1, POOL_MAX << BETA_SHIFT))
+        g.exponents[pooled] = e_pool
+        pre = ROOT_SHIFT - 1 + jnp.mod(e_pool, 2)
+        norm = g.emit(f"{name}.sqrt", "isqrt", [pooled], pre_shift=pre)
         norm_exp = (e_pool + pre) / 2
         g.exponents[norm] = norm_exp
     prod = g.emit(f"{name}.mul", "mul", [x, norm])
     prod_exp = x_exp + norm_exp
     e_out = jnp.minimum(calibration[name], prod_exp)
     g.exponents[name] = e_out
-    g.meta.setdefault("igdn", {})[name] = {"simplified": layer.simplified, "pool16": pool16}
+    g.meta.setdefault("igdn", {})[name] = {"simplified": layer.simplified, "pool": pooled, "norm": norm}
     return g.requantize(f"{name}.requantize", prod, prod_exp - e_out, -ACT_MAX, ACT_MAX, output=name), e_out
 
 
@@ -384,21 +404,22 @@ def to_graph(lowered: Lowered, config: ModelConfig) -> IntegerGraph:
 
 
 def _igdn_error_bounds(lowered: Lowered, constants: dict[str, np.ndarray]) -> dict:
-    """Worst relative error of the integer normalizer N(P) per inverse-GDN layer.
+    """A static bound on the relative error of the integer normalizer N(P) per inverse-GDN layer,
+    from beta's rounding and the root's floor (not the quantization of a and gamma).
 
-    P16 = round(P * 2^e) loses at most 1/2 of its unit; P >= beta, so P16 >= P16(beta) =
-    requantize(bias). Simplified: N = P16, relative error <= 0.5 / P16min. GDN: N = isqrt(P16 << t)
-    with |isqrt(n) - sqrt(n)| < 1: relative error <= 0.25 / P16min + 1 / isqrt(P16min << t).
+    P >= Pmin, the integer P where a = 0, which rounds beta by at most half a unit. Simplified:
+    N = P16, Pmin = requantize(bias), relative error <= 0.5 / Pmin. GDN: Pmin = the beta addend,
+    N = isqrt(P << t) with |isqrt(n) - sqrt(n)| < 1: <= 0.25 / Pmin + 1 / isqrt(Pmin << t).
     """
     bounds = {}
     for name, info in lowered.meta.get("igdn", {}).items():
-        p16_min = intops.requantize(constants[f"{name}.pool.bias"], constants[f"{info['pool16']}.shift"], 0, 32767)
-        p16_min = np.maximum(p16_min.astype(np.int64), 1)
         if info["simplified"]:
-            bound = 0.5 / p16_min
+            p_min = intops.requantize(constants[f"{name}.pool.bias"], constants[f"{info['pool']}.shift"], 0, POOL_MAX)
+            bound = 0.5 / np.maximum(p_min.astype(np.int64), 1)
         else:
-            root = intops.isqrt((p16_min << constants[f"{name}.sqrt.pre_shift"]).astype(np.int32))
-            bound = 0.25 / p16_min + 1.0 / np.maximum(root, 1)
-        bounds[name] = {"normalizer": "P" if info["simplified"] else "sqrt(P)",
-                        "max_relative_error": float(bound.max())}
+            p_min = np.maximum(constants[f"{info['pool']}.addend"].astype(np.int64), 1)
+            root = intops.isqrt((p_min << constants[f"{info['norm']}.pre_shift"]).astype(np.int32))
+            bound = 0.25 / p_min + 1.0 / np.maximum(root, 1)
+        bounds[name] = {"normalizer": "P" if info["simplified"] else "sqrt(P)", "pool": info["pool"],
+                        "norm": info["norm"], "max_relative_error": float(bound.max())}
     return bounds

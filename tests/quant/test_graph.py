@@ -13,10 +13,12 @@ from jaxlic.errors import IntegerizationError, PackageError
 from jaxlic.models import build_model, model_config
 from jaxlic.models.layers import Activation, conv, deconv
 from jaxlic.nn import GDN
+from jaxlic.nn.gdn import effective, reparametrize
+from jaxlic.quant.export import integerize
 from jaxlic.quant.graph import OP_KINDS, IntegerGraph
-from jaxlic.quant.lowering import Calibration, lower_decoder, to_graph
+from jaxlic.quant.lowering import Calibration, calibrate, lower_decoder, to_graph
 
-from conftest import CASES, WIDTH, lively_params
+from conftest import CASES, WIDTH, image_batch, lively_params
 
 
 @pytest.mark.parametrize("arch, gdn", CASES)
@@ -25,9 +27,9 @@ def test_exported_graph_is_a_vta_friendly_decoder(int_packages, arch, gdn):
     kinds = {op.kind for op in graph.ops}
     assert "isqrt" in kinds if gdn == "gdn" else "isqrt" not in kinds
     # Every requantization is add-shift-clamp with a right shift, except the latent inputs'
-    # exact "symbol << k" and the means of mean-scale models.
+    # exact "symbol << k" and the GDN pool's "P16 << 8" on the host (beta joins it there).
     for op in graph.ops:
-        if op.kind == "requantize" and not op.name.endswith(".scaled"):
+        if op.kind == "requantize" and not op.name.endswith((".scaled", ".pool23")):
             assert graph.constants[op.consts["shift"]].min() >= 0, op.name
         if op.kind in ("conv2d", "conv2d_transpose"):
             assert graph.constants[op.consts["weight"]].dtype == np.int8 and op.placement == "vta"
@@ -162,3 +164,14 @@ def test_calibration_for_another_model_is_refused(float_packages, calibrations):
         to_graph(lower_decoder(package.config, nonfinite, calibrations["bmshj2018-factorized", "gdn"]), package.config)
     assert Calibration.from_json(json.dumps(calibrations["bmshj2018-factorized", "gdn"].to_json())) == \
         calibrations["bmshj2018-factorized", "gdn"]
+
+
+def test_integer_gdn_keeps_a_small_trained_beta(float_packages):
+    """A beta far below its channel's pool peak (long training leaves some) keeps its integer
+    form: an int16 pool rounded it to 0 or 1 unit, a bound of 2.6e-01 (0.25 / 1 + 1 / 181)."""
+    package = float_packages["bmshj2018-factorized", "gdn"]
+    params = dict(package.params)
+    params["g_s_1"] = {**params["g_s_1"], "beta": reparametrize(effective(params["g_s_1"]["beta"]).at[0].set(1e-4))}
+    graph = integerize(package.config, params, calibrate(package.config, params, [image_batch()])).integer
+    assert graph.meta["igdn"]["g_s_1"]["max_relative_error"] < 0.05
+    assert graph.constants["g_s_1.beta.addend"].min() >= 1

@@ -10,10 +10,14 @@ from flax import traverse_util
 from jaxlic.cli import main
 from jaxlic.codec import ModelPackage, compress, decompress
 from jaxlic.images import write_image
-from jaxlic.quant.qat import make_forward, qat_task
+from jaxlic.models import model_config
+from jaxlic.nn.gdn import effective, reparametrize
+from jaxlic.quant.lowering import calibrate
+from jaxlic.quant.qat import calibration_batches, make_forward, qat_task
 from jaxlic.train.loop import TrainConfig, Trainer
+from jaxlic.train.task import codec_task
 
-from conftest import image_batch
+from conftest import WIDTH, image_batch, lively_params
 
 
 @pytest.mark.parametrize("fake_quant", [True, pytest.param(False, marks=pytest.mark.slow)])
@@ -87,3 +91,33 @@ def test_cli_quantize_with_qat(cli_setup, photo, tmp_path, capsys):
     assert "QAT 2 steps" in capsys.readouterr().out
     package = ModelPackage.load(tmp_path / "qat.jxlm")
     assert decompress(package, compress(package, photo)).shape == photo.shape
+
+
+@pytest.fixture(scope="module")
+def trained_models(tmp_path_factory):
+    """Briefly trained tiny models (built-in photos) with one inverse-GDN beta collapsed to its
+    floor, as long training leaves some: the case where an int16 pool rounded beta to 0."""
+    models = {}
+    for arch in ("bmshj2018-factorized", "bmshj2018-hyperprior"):
+        config = model_config(arch, 3, WIDTH)
+        task = codec_task(config, initial_params=lively_params(config))
+        params = dict(Trainer(TrainConfig(steps=40, batch_size=4, crop=64, learning_rate=1e-3), task,
+                              tmp_path_factory.mktemp(arch), progress=False).run().params)
+        beta = effective(params["g_s_3"]["beta"]).at[0].set(1e-6)
+        params["g_s_3"] = {**params["g_s_3"], "beta": reparametrize(beta)}
+        models[arch] = config, params, calibrate(config, params, calibration_batches((), 2, 4, 64, 1))
+    return models
+
+
+@pytest.mark.parametrize("arch", ["bmshj2018-factorized", "bmshj2018-hyperprior"])
+def test_qat_lowers_the_ptq_loss(trained_models, arch, tmp_path):
+    """A few QAT steps at `jaxlic quantize`'s learning rate lower the integer decoder's
+    rate-distortion loss on held-out crops: the exported package's params after QAT against the
+    float model's (the PTQ loss: the fake-quantized forward is the PTQ graph's twin)."""
+    config, params, calibration = trained_models[arch]
+    task = qat_task(params, calibration, config)
+    loss = jax.jit(lambda p, b: task.terms[0](p, task.forward(p, b, jax.random.PRNGKey(0)), b, {})[0])
+    held_out = [jnp.asarray(b) for b in calibration_batches((), 2, 8, 64, 7)]
+    qat = Trainer(TrainConfig(steps=10, batch_size=4, crop=64, learning_rate=5e-5), task, tmp_path, progress=False).run()
+    ptq_loss, qat_loss = (np.mean([float(loss(p, b)) for b in held_out]) for p in (params, qat.params))
+    assert qat_loss < ptq_loss

@@ -1,0 +1,132 @@
+"""Post-training quantization and QAT of one trained float model, measured on Kodak.
+
+    python experiments/quant_ptq_qat.py --model runs/fac05/model.jxlm --data ../shared/data/train \
+        --kodak ../shared/data/kodak --out runs/ptq-qat/fac05 [--qat-steps 100] [--images 24]
+
+Calibrates as `jaxlic quantize` does (4 batches of 8 training crops of 256), then prints and
+writes to OUT/result.json:
+- per inverse-GDN layer, the exporter's static bound and the measured worst relative error of
+  the integer normalizer N(P) over the calibration batches (against the float normalizer of
+  the layer's own integer input), and the worst error of x * N(P) in output LSBs;
+- bpp (real bitstreams) and PSNR on the Kodak images of the float model, the PTQ package
+  (OUT/ptq.jxlm) and, with --qat-steps, the QAT package (Trainer run OUT/qat/, resumable).
+Calibration and QAT use --data only; Kodak is only evaluated. `--images 0` skips Kodak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def latent_symbols(package, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """The integer graph's synthesis inputs for a batch, as the encoder computes them."""
+    import jax.numpy as jnp
+
+    from jaxlic.codec.decoders import IntegerDecoder, as_symbols
+
+    model = package.model.bind({"params": package.params})
+    medians = np.asarray(package.params["entropy_bottleneck"]["quantiles"][:, 0, 1])
+    y = np.asarray(model.analysis(jnp.asarray(batch)))
+    if not model.hyper:
+        return {"y_symbols": as_symbols(np.round(y - medians))}
+    z_symbols = as_symbols(np.round(np.asarray(model.hyper_analysis(jnp.asarray(y))) - medians))
+    _, means = IntegerDecoder(package).hyper(z_symbols)
+    if means is None:
+        return {"y_symbols": as_symbols(np.round(y))}
+    exponents = np.asarray(package.integer.exponents["means"], np.float64)
+    return {"y_symbols": as_symbols(np.round(y - means)), "means": np.round(means * np.exp2(exponents)).astype(np.int32)}
+
+
+def gdn_errors(package, inputs: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per inverse GDN: `normalizer`, the worst relative error of the integer N(P) against
+    sqrt(P) (or P), P = beta + gamma x^2 (or |x|) of the layer's own integer input x;
+    `output_lsb`, the worst error of x * N(P) before its final rounding, in output LSBs."""
+    from jaxlic.nn.gdn import effective
+    from jaxlic.quant import execute
+
+    graph, model = package.integer, package.model.bind({"params": package.params})
+    layers = {f"g_s_{i}": layer for i, layer in enumerate(model.g_s)}
+    muls = {name: next(op for op in graph.ops if op.name == f"{name}.mul").inputs for name in graph.meta["igdn"]}
+    values = execute.run(graph, inputs, sorted({t for pair in muls.values() for t in pair}))
+    errors = {}
+    for name, (x_name, norm_name) in muls.items():
+        x, norm = (values[t] * np.exp2(-np.asarray(graph.exponents[t], np.float64)) for t in (x_name, norm_name))
+        p = package.params[name]
+        beta = np.asarray(effective(p["beta"], layers[name].beta_min), np.float64)
+        gamma = np.asarray(effective(p["gamma"]), np.float64)
+        simplified = layers[name].simplified
+        pool = (np.abs(x) if simplified else x * x) @ gamma.T + beta
+        exact = pool if simplified else np.sqrt(pool)
+        lsb = np.exp2(-np.asarray(graph.exponents[name], np.float64))
+        errors[name] = {"normalizer": float(np.max(np.abs(norm - exact) / exact)),
+                        "output_lsb": float(np.max(np.abs(x * (norm - exact)) / lsb))}
+    return errors
+
+
+def kodak(package, images) -> dict:
+    from jaxlic.eval.evaluate import evaluate_model
+
+    result = evaluate_model(package, images)
+    return {"bpp": result.bpp, "psnr": result.psnr}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="trained float package")
+    parser.add_argument("--data", type=Path, action="append", required=True, help="training folder (repeatable)")
+    parser.add_argument("--kodak", type=Path, default=Path("../shared/data/kodak"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--images", type=int, default=24, help="first N Kodak images (0: none)")
+    parser.add_argument("--qat-steps", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--crop", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+
+    from jaxlic.codec import load
+    from jaxlic.images import read_images
+    from jaxlic.quant.export import integerize
+    from jaxlic.quant.lowering import calibrate
+    from jaxlic.quant.qat import calibration_batches, qat_task
+    from jaxlic.train.loop import TrainConfig, Trainer
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    folders = tuple(map(str, args.data))
+    base = load(args.model)
+    batches = calibration_batches(folders, 4, 8, 256, 1)  # `jaxlic quantize`'s defaults (seed 0 + 1)
+    calibration = calibrate(base.config, base.params, batches)
+    ptq = integerize(base.config, base.params, calibration)
+    ptq.save(args.out / "ptq.jxlm")
+    record: dict = {"model": str(args.model), "gdn": {}}
+    for name, bound in ptq.integer.meta["igdn"].items():
+        record["gdn"][name] = {"bound": bound["max_relative_error"], "normalizer": 0.0, "output_lsb": 0.0}
+    for batch in batches:
+        for name, errors in gdn_errors(ptq, latent_symbols(ptq, batch)).items():
+            for key, value in errors.items():
+                record["gdn"][name][key] = max(record["gdn"][name][key], value)
+    for name, row in record["gdn"].items():
+        print(f"{name}: static bound {row['bound']:.2e}, measured N(P) {row['normalizer']:.2e}, "
+              f"x * N(P) {row['output_lsb']:.3f} LSB", flush=True)
+    packages = {"float": base, "ptq": ptq}
+    if args.qat_steps:
+        config = TrainConfig(data=folders, steps=args.qat_steps, batch_size=args.batch_size, crop=args.crop,
+                             learning_rate=args.lr, checkpoint_every=max(args.qat_steps // 4, 1))
+        packages["qat"] = Trainer(config, qat_task(base, calibration), args.out / "qat").run()
+    if args.images:
+        images = read_images(args.kodak)[:args.images]
+        record["kodak"] = {variant: kodak(package, images) for variant, package in packages.items()}
+        reference = record["kodak"]["float"]
+        for variant, row in record["kodak"].items():
+            print(f"{variant:6s} {row['bpp']:.4f} bpp {row['psnr']:.3f} dB  vs float {row['psnr'] - reference['psnr']:+.3f} dB "
+                  f"{100 * (row['bpp'] / reference['bpp'] - 1):+.2f}% bpp", flush=True)
+    (args.out / "result.json").write_text(json.dumps(record, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

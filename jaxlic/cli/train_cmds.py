@@ -158,6 +158,8 @@ def _composed_task(args: argparse.Namespace, config, model, params, teacher):
 
 
 def _train(args: argparse.Namespace) -> int:
+    from jaxlic.errors import ConfigError
+    from jaxlic.models import build_model
     from jaxlic.train.loop import Trainer
     from jaxlic.train.parallel import initialize_distributed, is_primary
     from jaxlic.train.task import codec_task
@@ -166,6 +168,9 @@ def _train(args: argparse.Namespace) -> int:
 
     config = train_config_from_args(args)
     model, initial, teacher = _train_model(args)
+    if not build_model(model).codable:
+        raise ConfigError(f"{model.arch} cannot be coded into bitstreams yet, so a run could not write its "
+                          "package; train it through the Python API (jaxlic.train) to study its RD estimate")
     task = _composed_task(args, config, model, initial, teacher) or codec_task(model, args.metric, initial_params=initial)
     Trainer(config, task, args.out).run()
     if is_primary():

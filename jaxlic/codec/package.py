@@ -308,6 +308,8 @@ def build_tables(config: ModelConfig, params: dict, quantiles: str = "solve",
     if quantiles not in ("solve", "keep"):
         raise ConfigError(f"quantiles must be 'solve' or 'keep', got {quantiles!r}")
     model = build_model(config)
+    if not model.codable:
+        raise ConfigError(f"{config.arch}: context-model coding is not in the codec yet; it has no package form")
 
     def logits(points: np.ndarray) -> np.ndarray:
         out = model.apply({"params": params}, jnp.asarray(points, jnp.float32),

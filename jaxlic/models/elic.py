@@ -162,6 +162,7 @@ class Elic2022(nn.Module):
     config: ModelConfig
     downsampling = 64
     hyper = True
+    codable = False  # the two-pass checkerboard entropy coding is not in the codec yet
     means_first = False
 
     def setup(self):

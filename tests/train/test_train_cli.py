@@ -51,3 +51,11 @@ def test_fine_tune_refuses_a_conflicting_architecture(base, images, tmp_path, ca
 def test_bad_optimizer_settings_are_config_errors(bad):
     with pytest.raises(ConfigError):
         TrainConfig(**bad)
+
+
+def test_a_model_the_codec_cannot_code_is_refused_before_training(images, tmp_path, capsys):
+    """elic2022 trains in Python but has no package form yet: `jaxlic train` refuses it at once
+    instead of failing after the last step, when it writes model.jxlm."""
+    assert main(["train", "--model", "elic2022", "--steps", "1", "--data", str(images),
+                 "--out", str(tmp_path / "elic")]) == 2
+    assert "cannot be coded" in capsys.readouterr().err and not (tmp_path / "elic").exists()

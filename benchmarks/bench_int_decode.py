@@ -1,6 +1,7 @@
 """Integer-mode vs float package decode time of the same model, side by side, on a Kodak image.
 
     .venv/bin/python benchmarks/bench_int_decode.py [--repeats 5] [--widths 0.25 0.5] [--profile]
+    .venv/bin/python benchmarks/bench_int_decode.py --pair runs/hp05/model.jxlm runs/hp05-int8.jxlm ...
 
 For bmshj2018-factorized and bmshj2018-hyperprior (quality 3) at each width: lively random
 parameters (tests/quant/conftest.py), calibrated on crops of the built-in photos and made integer
@@ -8,6 +9,8 @@ with `jaxlic.quant.export.integerize`, as `jaxlic quantize` does after calibrati
 codes ../shared/data/kodak/kodim01.png (768 x 512) with `jaxlic.compress`; `jaxlic.decompress`
 of those real bitstreams is timed after one warm-up call, alternating float and integer, and the
 medians are compared. The integer decode is checked bit-exact against the NumPy reference.
+`--pair FLOAT INT` (repeatable) times trained packages instead: a float package and its
+`jaxlic quantize` output.
 --profile times every op of the integer graph alone (jitted, on that image's latent shapes),
 summed per op kind, with XLA's int8 convolutions ("before") and with the exact float32 planes
 ("after"); the other ops run as they are now in both.
@@ -97,26 +100,31 @@ def main(argv=None) -> int:
     parser.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5])
     parser.add_argument("--image", type=Path, default=IMAGE)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--pair", nargs=2, action="append", type=Path, metavar=("FLOAT", "INT"),
+                        help="a trained float package and its integer package (repeatable; replaces the random models)")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "benchmarks" / "bench_int_decode.json")
     args = parser.parse_args(argv)
     pixels = read_image(args.image)
     print(f"{args.image.name} {pixels.shape[1]}x{pixels.shape[0]}, {jax.device_count()} {jax.default_backend()} "
           f"device(s), {os.cpu_count()} cores, median of {args.repeats} warm decodes")
     rows = []
-    for arch in ARCHS:
-        for width in args.widths:
-            float_package, int_package = lively_packages(arch, width)
-            row = {"arch": arch, "width": width, "N": float_package.config.N, "M": float_package.config.M,
-                   **decode_times(float_package, int_package, pixels, args.repeats)}
-            print(f"{arch} w{width} (N={row['N']}, M={row['M']}): float {row['float_s']:.3f} s, integer "
-                  f"{row['int_s']:.3f} s, ratio {row['ratio']:.2f}; bpp float {row['bpp']['float']:.3f} int "
-                  f"{row['bpp']['int']:.3f}; bit-exact vs NumPy: {row['bit_exact_vs_numpy']}; "
-                  f"load {row['load'][0]:.2f}-{row['load'][1]:.2f}", flush=True)
-            if args.profile:
-                row["profile"] = profile(int_package.integer, *pixels.shape[:2], args.repeats)
-                for label, kinds in row["profile"].items():
-                    print(f"  {label}: " + ", ".join(f"{k} {v:.4f}" for k, v in kinds.items()), flush=True)
-            rows.append(row)
+    if args.pair:
+        pairs = [(jaxlic.load(f), jaxlic.load(i)) for f, i in args.pair]
+    else:
+        pairs = [lively_packages(arch, width) for arch in ARCHS for width in args.widths]
+    for float_package, int_package in pairs:
+        arch, width = float_package.config.arch, float_package.config.width
+        row = {"arch": arch, "width": width, "N": float_package.config.N, "M": float_package.config.M,
+               **decode_times(float_package, int_package, pixels, args.repeats)}
+        print(f"{arch} w{width} (N={row['N']}, M={row['M']}): float {row['float_s']:.3f} s, integer "
+              f"{row['int_s']:.3f} s, ratio {row['ratio']:.2f}; bpp float {row['bpp']['float']:.3f} int "
+              f"{row['bpp']['int']:.3f}; bit-exact vs NumPy: {row['bit_exact_vs_numpy']}; "
+              f"load {row['load'][0]:.2f}-{row['load'][1]:.2f}", flush=True)
+        if args.profile:
+            row["profile"] = profile(int_package.integer, *pixels.shape[:2], args.repeats)
+            for label, kinds in row["profile"].items():
+                print(f"  {label}: " + ", ".join(f"{k} {v:.4f}" for k, v in kinds.items()), flush=True)
+        rows.append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1))
     print(f"wrote {args.out}")

@@ -16,6 +16,7 @@ from typing import Literal, Mapping, Protocol, Sequence
 import numpy as np
 
 from jaxlic.codec.package import ModelPackage
+from jaxlic.entropy.factorized import y_offset
 from jaxlic.errors import BitstreamError, ConfigError, IntegerizationError
 from jaxlic.quant import execute, reference
 from jaxlic.quant.graph import IntegerGraph
@@ -82,7 +83,7 @@ class FloatDecoder:
 
     def synthesis(self, y_symbols, means):
         fns = self.package.transforms
-        offset = means if means is not None else (0.0 if self.package.model.hyper else fns.medians)
+        offset = y_offset(self.package.model.hyper, fns.medians, means)
         return _pixels(fns.synthesis(y_symbols.astype(np.float32) + offset))
 
 

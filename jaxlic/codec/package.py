@@ -25,7 +25,7 @@ import numpy as np
 from flax import traverse_util
 
 from jaxlic.entropy.coder import SymbolCoder
-from jaxlic.entropy.factorized import solve_quantiles, table_ranges
+from jaxlic.entropy.factorized import bottleneck_medians, solve_quantiles, table_ranges
 from jaxlic.entropy.gaussian import SCALE_LEVELS, default_scale_table, gaussian_table_pmfs
 from jaxlic.entropy.tables import CodingTables
 from jaxlic.errors import ConfigError, IntegerizationError, PackageError
@@ -290,7 +290,7 @@ class Transforms:
 
         self.analysis = bound("analysis")
         self.synthesis = bound("synthesis")
-        self.medians = np.asarray(params["entropy_bottleneck"]["quantiles"][:, 0, 1], np.float32)
+        self.medians = np.asarray(bottleneck_medians(params), np.float32)
         if model.hyper:
             self.hyper_analysis = bound("hyper_analysis")
             self.hyper_synthesis = bound("hyper_synthesis")

@@ -114,6 +114,19 @@ class EntropyBottleneck(nn.Module):
         return pmf, tail[:, 0]
 
 
+def bottleneck_medians(params: dict):
+    """The factorized prior's medians (what its symbols are centred on) from a model's parameters."""
+    return params["entropy_bottleneck"]["quantiles"][:, 0, 1]
+
+
+def y_offset(hyper: bool, medians, means):
+    """What y symbols are centred on: the predicted means, else 0 (a hyperprior's Gaussian) or
+    the medians (a factorized prior's)."""
+    if means is not None:
+        return means
+    return 0.0 if hyper else medians
+
+
 def solve_quantiles(
     logits_cumulative: Callable[[np.ndarray], np.ndarray], channels: int, tail_mass: float = TAIL_MASS,
     iterations: int = 60,

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlic.entropy.factorized import bottleneck_medians
 from jaxlic.entropy.tables import CodingTables
 from jaxlic.errors import IntegerizationError
 from jaxlic.models import ModelConfig
@@ -51,7 +52,7 @@ def sample_prior(tables: CodingTables, medians: np.ndarray, shape=PRIOR_SAMPLES,
 def prior_calibration(config: ModelConfig, params: dict, tables: CodingTables) -> Calibration:
     """Exponents of z (from the table range) and of every hyper-synthesis activation (from
     prior samples)."""
-    medians = np.asarray(params["entropy_bottleneck"]["quantiles"][:, 0, 1], np.float64)
+    medians = np.asarray(bottleneck_medians(params), np.float64)
     lowest = tables.offsets + medians
     highest = tables.offsets + tables.lengths - 2 + medians
     z_peak = np.maximum(np.abs(lowest), np.abs(highest))

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlic.entropy.factorized import bottleneck_medians, y_offset
 from jaxlic.errors import IntegerizationError
 from jaxlic.models import ModelConfig, build_model
 from jaxlic.models.layers import Activation
@@ -84,7 +85,7 @@ def _bound(config: ModelConfig, params: dict):
 
 
 def _medians(params: dict) -> jax.Array:
-    return jax.lax.stop_gradient(params["entropy_bottleneck"]["quantiles"][:, 0, 1])
+    return jax.lax.stop_gradient(bottleneck_medians(params))
 
 
 def calibrate(config: ModelConfig, params: dict, batches: Iterable[np.ndarray]) -> Calibration:
@@ -106,7 +107,7 @@ def calibrate(config: ModelConfig, params: dict, batches: Iterable[np.ndarray]) 
             h = _float_walk("h_s", model.h_s, z_hat, seen)
             if model.predicts_means:
                 means = jnp.split(h, 2, axis=-1)[1]
-        offset = means if means is not None else (0.0 if model.hyper else _medians(params))
+        offset = y_offset(model.hyper, _medians(params), means)
         y_hat = jnp.round(y - offset) + offset
         seen["y"] = y_hat
         _float_walk("g_s", model.g_s, y_hat, seen)

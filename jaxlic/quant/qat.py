@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlic.codec.package import ModelPackage, build_tables
+from jaxlic.entropy.factorized import bottleneck_medians, y_offset
 from jaxlic.entropy.gaussian import gaussian_conditional
 from jaxlic.errors import ConfigError
 from jaxlic.models import ModelConfig, build_model
@@ -37,7 +38,7 @@ from jaxlic.train.terms import LossTerm, RateDistortion
 def _grid_medians(params: dict, exponents: np.ndarray) -> jax.Array:
     """Medians on the 2^-k grid of the latent input, as the integer package stores them."""
     scale = exp2i(jnp.asarray(exponents))
-    return jnp.round(jax.lax.stop_gradient(params["entropy_bottleneck"]["quantiles"][:, 0, 1]) * scale) / scale
+    return jnp.round(jax.lax.stop_gradient(bottleneck_medians(params)) * scale) / scale
 
 
 class _FakeQuantDecoder:
@@ -45,9 +46,7 @@ class _FakeQuantDecoder:
 
     def __init__(self, config: ModelConfig, params: dict, calibration: Calibration, hyper: bool):
         self.graph = lower_decoder(config, params, calibration)
-        latent = "z" if hyper else "y"
-        medians = _grid_medians(params, calibration[latent])
-        self.y_medians, self.z_medians = (None, medians) if hyper else (medians, None)
+        self.medians = _grid_medians(params, calibration["z" if hyper else "y"])  # of the coded latent
 
     def conv_weights(self) -> dict[str, jax.Array]:
         """The integer-valued (straight-through) weights of every convolution op, by op name."""
@@ -76,17 +75,14 @@ class _FloatDecoder:
 
     def __init__(self, model, params: dict):
         self.model = model
-        self.medians = jax.lax.stop_gradient(params["entropy_bottleneck"]["quantiles"][:, 0, 1])
-        self.y_medians = None if model.hyper else self.medians
-        self.z_medians = self.medians if model.hyper else None
+        self.medians = jax.lax.stop_gradient(bottleneck_medians(params))
 
     def hyper(self, z_symbols: jax.Array):
-        scales, means = self.model.hyper_synthesis(z_symbols + self.z_medians)
+        scales, means = self.model.hyper_synthesis(z_symbols + self.medians)
         return scales, means, means
 
     def synthesis(self, y_symbols: jax.Array, means: jax.Array | None) -> jax.Array:
-        offset = means if means is not None else (self.y_medians if self.y_medians is not None else 0.0)
-        return self.model.synthesis(y_symbols + offset)
+        return self.model.synthesis(y_symbols + y_offset(self.model.hyper, self.medians, means))
 
 
 def make_forward(config: ModelConfig, calibration: Calibration, fake_quant: bool = True) -> Callable:
@@ -106,11 +102,11 @@ def make_forward(config: ModelConfig, calibration: Calibration, fake_quant: bool
         y = bound.analysis(batch)
         if not model.hyper:
             _, y_likelihoods = bound.entropy_bottleneck(y, "noise")
-            x_hat = decoder.synthesis(round_ste(y - decoder.y_medians), None)
+            x_hat = decoder.synthesis(round_ste(y - decoder.medians), None)
             return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods}, "y": y}
         z = bound.hyper_analysis(y)
         _, z_likelihoods = bound.entropy_bottleneck(z, "noise")
-        scales, means, synthesis_means = decoder.hyper(round_ste(z - decoder.z_medians))
+        scales, means, synthesis_means = decoder.hyper(round_ste(z - decoder.medians))
         _, y_likelihoods = gaussian_conditional(y, scales, means, "noise", bound.make_rng("noise"))
         y_symbols = round_ste(y - means) if means is not None else round_ste(y)
         x_hat = decoder.synthesis(y_symbols, synthesis_means)

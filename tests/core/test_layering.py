@@ -50,3 +50,11 @@ def test_codec_api_is_one_path_for_every_package_kind():
     kind_tests = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "integer"]
     assert not kind_tests, f"api.py branches on package.integer at lines {kind_tests}"
     assert not any(m.startswith("jaxlic.quant") for m in _imports("jaxlic.codec.api"))
+
+
+def test_one_rule_for_the_medians():
+    """Medians are read in one place (`jaxlic.entropy.factorized.bottleneck_medians`); five
+    places re-derived them from the quantiles before."""
+    readers = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+               if '"quantiles"][:, 0, 1]' in p.read_text()]
+    assert readers == ["entropy/factorized.py"]

@@ -136,8 +136,10 @@ def from_state_dict(state: Mapping[str, np.ndarray], arch: str, quality: int | N
         raise PackageError(
             f"state dict does not match {arch} (N={N}, M={M}): unexpected {unknown[:4]}, missing {missing[:4]}"
         )
-    return build_tables(config, traverse_util.unflatten_dict(params), quantiles="keep",
-                        scale_levels=COMPRESSAI_SCALE_LEVELS)
+    params = traverse_util.unflatten_dict(params)
+    if not build_model(config).codable:
+        return ModelPackage(config, params)  # no coding tables until the codec codes context models
+    return build_tables(config, params, quantiles="keep", scale_levels=COMPRESSAI_SCALE_LEVELS)
 
 
 def import_compressai(path: str | Path, arch: str, quality: int | None = None) -> ModelPackage:

@@ -43,7 +43,7 @@ def test_eval_writes_compressai_style_results(files, tmp_path, capsys):
     assert main(["eval", "--model", str(package_path), "--data", str(images), "--out", str(out)]) == 0
     record = load_results(out)[0]
     assert set(record["results"]) >= {"bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"}
-    assert [r["name"] for r in record["per_image"]] == ["a", "b"]
+    assert [r["name"] for r in record["per_image"]] == ["a", "sub/b"]  # path under the folder, no suffix
 
 
 def test_errors_are_one_line_messages(files, tmp_path, capsys):

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlic.codec import build_tables
+from jaxlic.codec import ModelPackage, build_tables, compress
 from jaxlic.entropy.factorized import EntropyBottleneck
 from jaxlic.errors import ConfigError
 from jaxlic.models import build_model, init_params, model_config
@@ -152,3 +152,12 @@ def test_context_models_have_no_package_form_yet() -> None:
     config = model_config("elic2022-chandelier", 1, WIDTH)
     with pytest.raises(ConfigError, match="context-model coding is not in the codec yet"):
         build_tables(config, random_params(build_model(config), 2))
+
+
+def test_a_parameters_only_package_refuses_to_code() -> None:
+    """What the CompressAI importer returns for ELIC: parameters, no tables; coding it is a
+    ConfigError, not a KeyError on the missing tables."""
+    config = model_config("elic2022", 1, WIDTH)
+    package = ModelPackage(config, random_params(build_model(config), 3))
+    with pytest.raises(ConfigError, match="context-model coding is not in the codec yet"):
+        compress(package, np.zeros((64, 64, 3), np.uint8))

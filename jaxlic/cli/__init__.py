@@ -14,6 +14,7 @@ from jaxlic.errors import JaxlicError, PathError
 # Command groups, imported lazily so `jaxlic --help` stays fast.
 COMMAND_MODULES = (
     "jaxlic.cli.codec_cmds",
+    "jaxlic.cli.demo_cmds",
     "jaxlic.cli.distill_cmds",
     "jaxlic.cli.eval_cmds",
     "jaxlic.cli.models_cmds",

@@ -1,10 +1,9 @@
-"""Evaluation commands: bench-codecs, bdrate, plot."""
+"""Evaluation commands: eval (a model package), bench-codecs, bdrate, plot."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
 
 from jaxlic.eval.bdrate import METHODS, bd_psnr, bd_rate
 from jaxlic.eval.codecs import DEFAULT_QUALITIES, sweep, usable_codecs
@@ -77,9 +76,38 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    from jaxlic.codec import load
+    from jaxlic.eval.evaluate import evaluate_model
+
+    package = load(args.model)
+    images = read_images(args.data)
+    with tqdm(total=len(images), desc="eval", unit="img") as bar:
+        result = evaluate_model(package, images, on_image=lambda _: bar.update())
+    record = make_record(args.name or package.config.arch, json.dumps(json.loads(package.config.to_json())), [result])
+    record["per_image"] = [asdict(r) for r in result.images]
+    if args.out:
+        save_results(args.out, record)
+    print(f"{len(images)} images: {result.bpp:.4f} bpp, {result.psnr:.3f} dB PSNR, MS-SSIM {result.ms_ssim:.4f}, "
+          f"encode {result.mean('encode_time'):.3f} s, decode {result.mean('decode_time'):.3f} s")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add bench-codecs, bdrate and plot to the jaxlic command line."""
+    """Add eval, bench-codecs, bdrate and plot to the jaxlic command line."""
     curves_help = f"results JSON files (CompressAI format) or reference curves as {REFERENCE_PREFIX}NAME ({', '.join(reference_names())})"
+
+    p = subparsers.add_parser("eval", help="bpp (real bytes), PSNR, MS-SSIM and times of a package on a folder")
+    p.add_argument("--model", type=Path, required=True, help="model package (.jxlm)")
+    p.add_argument("--data", type=Path, required=True, help="folder of evaluation images (e.g. Kodak)")
+    p.add_argument("--out", type=Path, help="results JSON (CompressAI format, with per-image results)")
+    p.add_argument("--name", default=None, help="curve name in the results")
+    p.set_defaults(func=_eval)
 
     bench = subparsers.add_parser("bench-codecs", help="RD sweep of JPEG/WebP/AVIF (Pillow) on a folder of images")
     bench.add_argument("--data", help="folder of images (default: the built-in scikit-image photographs)")

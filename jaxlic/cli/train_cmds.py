@@ -1,4 +1,4 @@
-"""`jaxlic train | eval | demo`: training runs, Kodak-style evaluation, the end-to-end demo."""
+"""`jaxlic train`: training runs, composed from the zoo, distillation, pruning, QAT and watermarks."""
 
 from __future__ import annotations
 
@@ -79,17 +79,6 @@ def register(subparsers) -> None:
     add_watermark_options(p)
     p.set_defaults(func=_train)
 
-    p = subparsers.add_parser("eval", help="bpp (real bytes), PSNR, MS-SSIM and times of a package on a folder")
-    p.add_argument("--model", type=Path, required=True, help="model package (.jxlm)")
-    p.add_argument("--data", type=Path, required=True, help="folder of evaluation images (e.g. Kodak)")
-    p.add_argument("--out", type=Path, help="results JSON (CompressAI format, with per-image results)")
-    p.add_argument("--name", default=None, help="curve name in the results")
-    p.set_defaults(func=_eval)
-
-    p = subparsers.add_parser("demo", help="train a small model, compare with JPEG, plot (the README's main job)")
-    p.add_argument("--steps", type=int, default=600)
-    p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.set_defaults(func=_demo)
 
 
 def _train_model(args: argparse.Namespace):
@@ -180,35 +169,4 @@ def _train(args: argparse.Namespace) -> int:
             from jaxlic.secure.watermark import WatermarkKey
 
             report(args.out / "model.jxlm", WatermarkKey.load(args.watermark), args.user_id)
-    return 0
-
-
-def _eval(args: argparse.Namespace) -> int:
-    import json
-    from dataclasses import asdict
-
-    from tqdm import tqdm
-
-    from jaxlic.codec import load
-    from jaxlic.eval.evaluate import evaluate_model
-    from jaxlic.eval.results import make_record, save_results
-    from jaxlic.images import read_images
-
-    package = load(args.model)
-    images = read_images(args.data)
-    with tqdm(total=len(images), desc="eval", unit="img") as bar:
-        result = evaluate_model(package, images, on_image=lambda _: bar.update())
-    record = make_record(args.name or package.config.arch, json.dumps(json.loads(package.config.to_json())), [result])
-    record["per_image"] = [asdict(r) for r in result.images]
-    if args.out:
-        save_results(args.out, record)
-    print(f"{len(images)} images: {result.bpp:.4f} bpp, {result.psnr:.3f} dB PSNR, MS-SSIM {result.ms_ssim:.4f}, "
-          f"encode {result.mean('encode_time'):.3f} s, decode {result.mean('decode_time'):.3f} s")
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from jaxlic.demo import run_demo
-
-    run_demo(args.out, args.steps)
     return 0

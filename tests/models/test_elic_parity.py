@@ -23,6 +23,7 @@ from jaxlic.models.elic import channel_groups  # noqa: E402
 
 pytestmark = [
     pytest.mark.peer,
+    pytest.mark.slow,  # ~2 min of torch in the peer env; the default run stays under 15 min
     pytest.mark.skipif(peer_unavailable_reason() is not None, reason=peer_unavailable_reason() or ""),
 ]
 ELIC_PEER = REPO_ROOT / "peers" / "elic_peer.py"

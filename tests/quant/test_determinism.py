@@ -40,7 +40,8 @@ def _digest(array: np.ndarray) -> str:
     return hashlib.sha256(array.tobytes()).hexdigest()
 
 
-@pytest.fixture(scope="module", params=["integer", "float"])
+# Integer packages' determinism is also covered by test_backends; their subprocess runs are slow.
+@pytest.fixture(scope="module", params=[pytest.param("integer", marks=pytest.mark.slow), "float"])
 def coded(request, int_packages, float_packages, photo, tmp_path_factory):
     packages = int_packages if request.param == "integer" else float_packages
     package = packages["mbt2018-mean", "simplified"]

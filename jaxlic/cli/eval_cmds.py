@@ -86,7 +86,7 @@ def _eval(args: argparse.Namespace) -> int:
     from jaxlic.eval.evaluate import evaluate_model
 
     package = load(args.model)
-    images = read_images(args.data)
+    images = _load_images(args.data)
     with tqdm(total=len(images), desc="eval", unit="img") as bar:
         result = evaluate_model(package, images, on_image=lambda _: bar.update())
     record = make_record(args.name or package.config.arch, json.dumps(json.loads(package.config.to_json())), [result])

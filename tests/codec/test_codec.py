@@ -11,7 +11,7 @@ from jaxlic.codec.api import _to_model_input
 from jaxlic.codec.decoders import _pixels
 from jaxlic.errors import BitstreamError, ImageError, ModelMismatchError, PackageError
 
-from conftest import ARCHS, smooth_image
+from small_packages import ARCHS, smooth_image
 
 
 def model_reconstruction(package, pixels):

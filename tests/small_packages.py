@@ -1,34 +1,26 @@
-"""Small random-initialized packages of every zoo architecture, shared by the core tests."""
+"""Small random-initialized packages of every coded zoo architecture and smooth test images.
+
+Shared by the codec, entropy, CLI and import tests; tests/conftest.py serves the packages as the
+session fixture `packages`. Test modules import this as `from small_packages import ...`
+(pytest puts tests/ on sys.path for tests/conftest.py).
+"""
 
 import numpy as np
-import pytest
 
-from jaxlic.codec import build_tables
 from jaxlic import models
+from jaxlic.codec import build_tables
 from jaxlic.models import build_model, model_config
 
 ARCHS = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean")
 
 
-def init_params(config, seed=0):
-    model = build_model(config)
-    return model, models.init_params(model, seed)
-
-
-@pytest.fixture(scope="session")
-def packages():
+def small_packages() -> dict:
     """One width-0.25 package per architecture, with quantiles narrowed so tables are realistic."""
     out = {}
     for arch in ARCHS:
         config = model_config(arch, 1, width=0.25)
-        _, params = init_params(config)
-        out[arch] = build_tables(config, params)
+        out[arch] = build_tables(config, models.init_params(build_model(config), 0))
     return out
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)
 
 
 def smooth_image(rng, height, width):

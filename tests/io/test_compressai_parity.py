@@ -16,7 +16,7 @@ from jaxlic.codec import Bitstream, compress, decompress  # noqa: E402
 from jaxlic.errors import PackageError  # noqa: E402
 from jaxlic.io.compressai import from_state_dict, read_state_dict  # noqa: E402
 
-from conftest import ARCHS, smooth_image  # noqa: E402
+from small_packages import ARCHS, smooth_image  # noqa: E402
 
 pytestmark = [
     pytest.mark.peer,

@@ -9,7 +9,7 @@ from jaxlic.cli import main
 from jaxlic.eval.results import load_results
 from jaxlic.images import read_image, write_image
 
-from conftest import smooth_image
+from small_packages import smooth_image
 
 
 @pytest.fixture

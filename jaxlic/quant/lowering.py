@@ -49,7 +49,7 @@ from jaxlic.models.layers import Activation
 from jaxlic.nn import GDN, Conv, ConvTranspose
 from jaxlic.nn.gdn import effective
 from jaxlic.quant import intops
-from jaxlic.quant.fakequant import ACT_MAX, POOL_MAX, exp2i, pow2_exponent, quantize_weight, round_ste
+from jaxlic.quant.fakequant import ACT_MAX, MAX_EXPONENT, POOL_MAX, exp2i, pow2_exponent, quantize_weight, round_ste
 from jaxlic.quant.graph import IntegerGraph, Op
 
 LATENT_MAX_EXPONENT = 8  # latents are symbol + median/mean; 2^-8 is plenty for the offset
@@ -88,14 +88,27 @@ def _medians(params: dict) -> jax.Array:
     return jax.lax.stop_gradient(bottleneck_medians(params))
 
 
-def calibrate(config: ModelConfig, params: dict, batches: Iterable[np.ndarray]) -> Calibration:
-    """Run the float model on `batches` (NHWC in [0, 1]) and turn the largest magnitude of
-    every channel of every decoder activation into a power-of-two exponent."""
+CLIP_CANDIDATES = 4  # MSE-optimal clipping tries the max-based exponent and 3 finer ones
+
+
+def calibrate(config: ModelConfig, params: dict, batches: Iterable[np.ndarray], clipping: str = "mse") -> Calibration:
+    """Run the float model on `batches` (NHWC in [0, 1]) and choose a power-of-two exponent for
+    every channel of every decoder activation.
+
+    clipping "max": the largest exponent that keeps the channel's peak inside int8. "mse"
+    (default): of that exponent and the next `CLIP_CANDIDATES - 1` finer ones, the one with the
+    least squared error of the int8 activation (rounded and clamped) over the batches: a finer
+    grid clips the rare peaks and rounds everything else finer. Activation rounding at the
+    max-based exponents was what post-training quantization lost on trained models
+    (experiments/quant_ablation.py, docs/quantization.md); the latents (y, z: clamping a latent
+    is a decoding error, not noise) and GDN pools (int16) keep the max rule.
+    """
+    if clipping not in ("max", "mse"):
+        raise IntegerizationError(f"clipping must be 'max' or 'mse', got {clipping!r}")
     model = _bound(config, params)
-    peaks: dict[str, np.ndarray] = {}
 
     @jax.jit
-    def decoder_peaks(x):
+    def activations(x):
         seen = {}
         y = model.analysis(x)
         means = None
@@ -111,23 +124,43 @@ def calibrate(config: ModelConfig, params: dict, batches: Iterable[np.ndarray]) 
         y_hat = jnp.round(y - offset) + offset
         seen["y"] = y_hat
         _float_walk("g_s", model.g_s, y_hat, seen)
-        return {name: jnp.max(jnp.abs(value), axis=(0, 1, 2)) for name, value in seen.items()}
+        return seen
 
-    count = 0
-    for batch in batches:
-        for name, peak in decoder_peaks(jnp.asarray(batch, jnp.float32)).items():
-            peaks[name] = np.maximum(peaks.get(name, 0.0), np.asarray(peak, np.float64))
-        count += 1
-    if not count:
+    @jax.jit
+    def peak(value):
+        return jnp.max(jnp.abs(value), axis=(0, 1, 2))
+
+    @jax.jit
+    def clip_errors(value, exponent):
+        """Squared error per (candidate, channel) of int8 quantization at exponent + d."""
+        scale = exp2i(exponent[None, :] + jnp.arange(CLIP_CANDIDATES, dtype=jnp.float32)[:, None])
+        flat = value.reshape(-1, value.shape[-1])
+        errors = [jnp.sum((jnp.clip(jnp.round(flat * s), -ACT_MAX, ACT_MAX) / s - flat) ** 2, axis=0) for s in scale]
+        return jnp.stack(errors)
+
+    batches = [jnp.asarray(batch, jnp.float32) for batch in batches]
+    if not batches:
         raise IntegerizationError("calibration needs at least one batch of images")
-    exponents = {}
-    for name, peak in peaks.items():
+    peaks: dict[str, np.ndarray] = {}
+    for batch in batches:
+        for name, value in activations(batch).items():
+            peaks[name] = np.maximum(peaks.get(name, 0.0), np.asarray(peak(value), np.float64))
+    exponents, clipped = {}, [n for n in peaks if clipping == "mse" and n not in ("y", "z") and not n.endswith(".pool")]
+    for name, p in peaks.items():
         if name in ("y", "z"):
-            e = pow2_exponent(peak, ACT_MAX, 0, LATENT_MAX_EXPONENT)
+            exponents[name] = pow2_exponent(p, ACT_MAX, 0, LATENT_MAX_EXPONENT)
         else:
-            e = pow2_exponent(peak, POOL_MAX if name.endswith(".pool") else ACT_MAX)
-        exponents[name] = tuple(int(v) for v in e)
-    return Calibration(exponents)
+            exponents[name] = pow2_exponent(p, POOL_MAX if name.endswith(".pool") else ACT_MAX)
+    if clipped:
+        errors = {name: 0.0 for name in clipped}
+        for batch in batches:
+            seen = activations(batch)
+            for name in clipped:
+                errors[name] = errors[name] + np.asarray(clip_errors(seen[name], jnp.asarray(exponents[name], jnp.float32)))
+        for name in clipped:
+            finer = np.argmin(errors[name], axis=0)  # ties (e.g. an all-zero channel) keep the max rule
+            exponents[name] = np.minimum(exponents[name] + finer, MAX_EXPONENT)
+    return Calibration({name: tuple(int(v) for v in e) for name, e in exponents.items()})
 
 
 def _float_walk(prefix: str, layers, x: jax.Array, seen: dict) -> jax.Array:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +23,8 @@ import numpy as np
 
 from jaxlic.codec.package import ModelPackage, build_tables
 from jaxlic.entropy.factorized import bottleneck_medians, y_offset
-from jaxlic.entropy.gaussian import gaussian_conditional
-from jaxlic.errors import ConfigError
+from jaxlic.entropy.gaussian import default_scale_table, gaussian_conditional
+from jaxlic.errors import ConfigError, IntegerizationError
 from jaxlic.models import ModelConfig, build_model
 from jaxlic.quant.execute import run_ops
 from jaxlic.quant.export import integerize
@@ -41,11 +41,16 @@ def _grid_medians(params: dict, exponents: np.ndarray) -> jax.Array:
     return jnp.round(jax.lax.stop_gradient(bottleneck_medians(params)) * scale) / scale
 
 
-class _FakeQuantDecoder:
-    """The decoder as the fake-quantized integer graph lowered from the current parameters."""
+class FakeQuantDecoder:
+    """The decoder protocol (`jaxlic.codec.decoders.Decoder`) on the fake-quantized twin of the
+    integer graph lowered from `params` (traceable; straight-through gradients): `hyper` gives
+    the integer package's table indexes and means, `synthesis` its pixels (integer-valued
+    float32, 0..255). For QAT's loss: `entropy_parameters` (the scales behind the indexes),
+    `reconstruction` (pixels in [0, 1]) and `conv_weights` (what the watermark reads)."""
 
-    def __init__(self, config: ModelConfig, params: dict, calibration: Calibration, hyper: bool):
-        self.graph = lower_decoder(config, params, calibration)
+    def __init__(self, config: ModelConfig, params: dict, calibration: Calibration | Ranges):
+        hyper = build_model(config).hyper
+        self.graph = lower_decoder(config, params, calibration, default_scale_table() if hyper else None)
         self.medians = _grid_medians(params, calibration["z" if hyper else "y"])  # of the coded latent
 
     def conv_weights(self) -> dict[str, jax.Array]:
@@ -53,21 +58,33 @@ class _FakeQuantDecoder:
         return {op.name: self.graph.consts[op.consts["weight"]] for op in self.graph.ops
                 if op.kind in ("conv2d", "conv2d_transpose")}
 
-    def _run(self, values: dict, outputs: list[str]) -> dict:
-        return run_ops(self.graph.ops, self.graph.consts, values, outputs, "fake")
+    def _run(self, values: dict, outputs: list[str], mode: str = "fake") -> dict:
+        return run_ops(self.graph.ops, self.graph.consts, values, outputs, mode)
 
-    def hyper(self, z_symbols: jax.Array):
-        """(scales, means for the likelihood, means the synthesis takes)."""
-        wanted = ["scales"] + (["means"] if "means" in self.graph.outputs else [])
-        out = self._run({"z_symbols": z_symbols}, wanted)
-        scales = out["scales"] * exp2i(-self.graph.exponents["scales"])
-        if "means" not in out:
-            return scales, None, None
-        return scales, out["means"] * exp2i(-self.graph.exponents["means"]), out["means"]
+    def _hyper_accumulators(self, z_symbols: jax.Array) -> dict:
+        return self._run({"z_symbols": z_symbols}, ["scales"] + (["means"] if "means" in self.graph.outputs else []))
+
+    def _means(self, out: dict) -> jax.Array | None:
+        return out["means"] * exp2i(-self.graph.exponents["means"]) if "means" in out else None
+
+    def entropy_parameters(self, z_symbols: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+        """(scales, means or None) of y, in latent units, differentiable."""
+        out = self._hyper_accumulators(z_symbols)
+        return out["scales"] * exp2i(-self.graph.exponents["scales"]), self._means(out)
+
+    def hyper(self, z_symbols: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+        out = self._hyper_accumulators(z_symbols)
+        scales = jax.lax.stop_gradient(out["scales"])  # the index has no gradient
+        return self._run({"scales": scales}, ["scale_index"], "int")["scale_index"], self._means(out)
 
     def synthesis(self, y_symbols: jax.Array, means: jax.Array | None) -> jax.Array:
-        values = {"y_symbols": y_symbols} | ({"means": means} if means is not None else {})
-        return self._run(values, ["pixels"])["pixels"] / 255.0
+        values = {"y_symbols": y_symbols}
+        if means is not None:  # exact: the means are integers times 2^-e
+            values["means"] = means * exp2i(self.graph.exponents["means"])
+        return self._run(values, ["pixels"])["pixels"]
+
+    def reconstruction(self, y_symbols: jax.Array, means: jax.Array | None) -> jax.Array:
+        return self.synthesis(y_symbols, means) / 255.0
 
 
 class _FloatDecoder:
@@ -77,24 +94,48 @@ class _FloatDecoder:
         self.model = model
         self.medians = jax.lax.stop_gradient(bottleneck_medians(params))
 
-    def hyper(self, z_symbols: jax.Array):
-        scales, means = self.model.hyper_synthesis(z_symbols + self.medians)
-        return scales, means, means
+    def entropy_parameters(self, z_symbols: jax.Array):
+        return self.model.hyper_synthesis(z_symbols + self.medians)
 
-    def synthesis(self, y_symbols: jax.Array, means: jax.Array | None) -> jax.Array:
+    def reconstruction(self, y_symbols: jax.Array, means: jax.Array | None) -> jax.Array:
         return self.model.synthesis(y_symbols + y_offset(self.model.hyper, self.medians, means))
 
 
-def make_forward(config: ModelConfig, calibration: Calibration, fake_quant: bool = True) -> Callable:
-    """`forward(params, batch, rng) -> outputs` for RateDistortion, decoder as described above.
-    With fake quantization the outputs also hold `integer_weights` (conv op name -> the
-    integer-valued weights the export will write), which watermarking reads."""
+class Ranges:
+    """Activation exponents held as arrays (traceable, e.g. from the train state), read the way
+    the lowering reads a `Calibration`."""
+
+    def __init__(self, arrays: Mapping[str, jax.Array]):
+        self.arrays = arrays
+
+    def __getitem__(self, name: str) -> jax.Array:
+        if name not in self.arrays:
+            raise IntegerizationError(f"the ranges have no exponents for tensor {name!r} (ranges of another model?)")
+        return jnp.asarray(self.arrays[name], jnp.float32)
+
+
+def range_arrays(calibration: Calibration) -> dict[str, np.ndarray]:
+    """A calibration's exponents as int32 arrays (a pytree for the train state)."""
+    return {name: np.asarray(e, np.int32) for name, e in calibration.exponents.items()}
+
+
+def arrays_calibration(arrays: Mapping[str, np.ndarray]) -> Calibration:
+    """The `Calibration` of `range_arrays` (e.g. of the final train state's ranges)."""
+    return Calibration({name: tuple(int(e) for e in np.asarray(a)) for name, a in arrays.items()})
+
+
+def ranged_forward(config: ModelConfig, fake_quant: bool = True) -> Callable:
+    """`forward(params, batch, rng, ranges) -> outputs` for RateDistortion, decoder as in the
+    module docstring, with the activation exponents `ranges` (`range_arrays` of a calibration,
+    e.g. from the train state). With fake quantization the outputs also hold
+    `integer_weights` (conv op name -> the integer-valued weights the export will write), which
+    watermarking reads."""
     model = build_model(config)
 
-    def forward(params, batch, rng):
+    def forward(params, batch, rng, ranges):
         bound = model.bind({"params": params}, rngs={"noise": rng})
         if fake_quant:
-            decoder = _FakeQuantDecoder(config, params, calibration, model.hyper)
+            decoder = FakeQuantDecoder(config, params, Ranges(ranges))
             return run(bound, decoder, batch) | {"integer_weights": decoder.conv_weights()}
         return run(bound, _FloatDecoder(bound, params), batch)
 
@@ -102,17 +143,40 @@ def make_forward(config: ModelConfig, calibration: Calibration, fake_quant: bool
         y = bound.analysis(batch)
         if not model.hyper:
             _, y_likelihoods = bound.entropy_bottleneck(y, "noise")
-            x_hat = decoder.synthesis(round_ste(y - decoder.medians), None)
+            x_hat = decoder.reconstruction(round_ste(y - decoder.medians), None)
             return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods}, "y": y}
         z = bound.hyper_analysis(y)
         _, z_likelihoods = bound.entropy_bottleneck(z, "noise")
-        scales, means, synthesis_means = decoder.hyper(round_ste(z - decoder.medians))
+        scales, means = decoder.entropy_parameters(round_ste(z - decoder.medians))
         _, y_likelihoods = gaussian_conditional(y, scales, means, "noise", bound.make_rng("noise"))
         y_symbols = round_ste(y - means) if means is not None else round_ste(y)
-        x_hat = decoder.synthesis(y_symbols, synthesis_means)
+        x_hat = decoder.reconstruction(y_symbols, means)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}, "y": y}
 
     return forward
+
+
+def switched_forward(config: ModelConfig) -> Callable:
+    """`forward(params, batch, rng, state)`: `ranged_forward` at `state["ranges"]`, fake-quantized
+    when `state["quantized"]` (a bool array) and the float control before; both give the
+    `integer_weights` (so a watermark trains from the first step)."""
+    fake, control = ranged_forward(config, True), ranged_forward(config, False)
+
+    def forward(params, batch, rng, state):
+        def float_decoder(p):
+            weights = FakeQuantDecoder(config, p, Ranges(state["ranges"])).conv_weights()
+            return control(p, batch, rng, state["ranges"]) | {"integer_weights": weights}
+
+        return jax.lax.cond(state["quantized"], lambda p: fake(p, batch, rng, state["ranges"]), float_decoder, params)
+
+    return forward
+
+
+def make_forward(config: ModelConfig, calibration: Calibration, fake_quant: bool = True) -> Callable:
+    """`forward(params, batch, rng) -> outputs`: `ranged_forward` with fixed ranges."""
+    forward = ranged_forward(config, fake_quant)
+    ranges = range_arrays(calibration)
+    return lambda params, batch, rng: forward(params, batch, rng, ranges)
 
 
 def calibration_batches(folders: tuple[str, ...] = (), batches: int = 4, batch_size: int = 8, crop: int = 256,

@@ -13,7 +13,8 @@ from jaxlic.images import write_image
 from jaxlic.models import model_config
 from jaxlic.nn.gdn import effective, reparametrize
 from jaxlic.quant.lowering import calibrate
-from jaxlic.quant.qat import calibration_batches, make_forward, qat_task
+from jaxlic.codec.decoders import IntegerDecoder
+from jaxlic.quant.qat import FakeQuantDecoder, calibration_batches, make_forward, qat_task
 from jaxlic.train.loop import TrainConfig, Trainer
 from jaxlic.train.task import codec_task
 
@@ -48,6 +49,23 @@ def test_qat_forward_reconstruction_is_the_integer_decoder(int_packages, float_p
     pixels = (batch[0] * 255).round().astype(np.uint8)
     decoded = decompress(int_packages[key], compress(int_packages[key], pixels))
     np.testing.assert_array_equal(np.asarray(out["x_hat"][0] * 255).round().astype(np.uint8), decoded)
+
+
+def test_fake_quant_decoder_is_a_decoder_like_the_integer_one(int_packages, float_packages, calibrations):
+    """QAT's decoder implements the codec's protocol, hyper(z) -> (indexes, means) and
+    synthesis(y, means) -> pixels, with what the exported integer decoder computes."""
+    key = ("mbt2018-mean", "simplified")
+    config = float_packages[key].config
+    fake = FakeQuantDecoder(config, float_packages[key].params, calibrations[key])
+    exact = IntegerDecoder(int_packages[key], "numpy")
+    rng = np.random.default_rng(0)
+    z = rng.integers(-3, 4, (1, 2, 2, config.N)).astype(np.int32)
+    (indexes, means), (want_indexes, want_means) = fake.hyper(jnp.asarray(z, jnp.float32)), exact.hyper(z)
+    np.testing.assert_array_equal(np.asarray(indexes), want_indexes)
+    assert (means is None) == (want_means is None)
+    y = rng.integers(-4, 5, (1, 8, 8, config.M)).astype(np.int32)
+    pixels = fake.synthesis(jnp.asarray(y, jnp.float32), means)
+    np.testing.assert_array_equal(np.asarray(pixels).astype(np.uint8), exact.synthesis(y, want_means))
 
 
 def test_qat_run_writes_a_working_integer_package(float_packages, calibrations, photo, tmp_path):

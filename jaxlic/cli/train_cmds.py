@@ -16,31 +16,33 @@ TRAIN_HELP = {
 }
 
 
-def add_train_options(p: argparse.ArgumentParser, **defaults) -> None:
-    """One flag per `TrainConfig` field (--field-name, or TRAIN_FLAGS), with the dataclass
-    defaults unless `defaults` overrides them."""
+def add_train_options(p: argparse.ArgumentParser, flags: dict[str, str] | None = None,
+                      helps: dict[str, str] | None = None, **defaults) -> None:
+    """One flag per `TrainConfig` field (--field-name, or TRAIN_FLAGS, or this command's `flags`),
+    with the dataclass defaults unless `defaults` overrides them."""
     import dataclasses
 
     from jaxlic.train.loop import TrainConfig
     from jaxlic.train.step import DECAYS
 
+    flags, helps = TRAIN_FLAGS | (flags or {}), TRAIN_HELP | (helps or {})
     for f in dataclasses.fields(TrainConfig):
-        flag, default = TRAIN_FLAGS.get(f.name, "--" + f.name.replace("_", "-")), defaults.get(f.name, f.default)
+        flag, default = flags.get(f.name, "--" + f.name.replace("_", "-")), defaults.get(f.name, f.default)
         if isinstance(default, tuple):
-            p.add_argument(flag, dest=f.name, type=Path, action="append", default=[], help=TRAIN_HELP.get(f.name))
+            p.add_argument(flag, dest=f.name, type=Path, action="append", default=[], help=helps.get(f.name))
         else:
-            p.add_argument(flag, dest=f.name, type=type(default), default=default, help=TRAIN_HELP.get(f.name),
+            p.add_argument(flag, dest=f.name, type=type(default), default=default, help=helps.get(f.name),
                            choices=DECAYS if f.name == "decay" else None)
 
 
-def train_config_from_args(args: argparse.Namespace):
-    """The `TrainConfig` of flags added by `add_train_options`."""
+def train_config_from_args(args: argparse.Namespace, **overrides):
+    """The `TrainConfig` of flags added by `add_train_options` (with `overrides`)."""
     import dataclasses
 
     from jaxlic.train.loop import TrainConfig
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**values | {"data": tuple(str(d) for d in values["data"])})
+    return TrainConfig(**values | {"data": tuple(str(d) for d in values["data"])} | overrides)
 
 
 def register(subparsers) -> None:
@@ -74,6 +76,10 @@ def register(subparsers) -> None:
     p.add_argument("--qat", action="store_true", help="fake-quantize the decoder in this run and write an "
                                                       "integer-mode package (what `jaxlic quantize` writes)")
     p.add_argument("--calibration-batches", type=int, default=4, help="batches that calibrate --qat's ranges")
+    p.add_argument("--recalibrate", default=None, metavar="STEP,...",
+                   help="train the decoder in float until the first STEP, then fake-quantize it with ranges re-measured "
+                        "after each STEP; default when the model starts untrained (--distill, or no --init): half of "
+                        "--steps and each later --prune cut; 'none': QAT from the start with the initial ranges")
     p.add_argument("--watermark", type=Path, default=None, metavar="KEY",
                    help="embed this watermark key's owner code and --user-id in this run (needs --qat)")
     add_watermark_options(p)
@@ -126,11 +132,13 @@ def _composed_task(args: argparse.Namespace, config, model, params, teacher):
     from jaxlic.models import build_model, init_params
     from jaxlic.quant.prune import PruneSchedule
     from jaxlic.secure.watermark import WatermarkKey, WatermarkTerm
-    from jaxlic.train.compose import Parts, check_schedule, compose_task, qat_calibration
+    from jaxlic.quant.lowering import calibrate
+    from jaxlic.train.compose import Parts, Recalibration, check_schedule, compose_task, qat_batches
     from jaxlic.train.distill import distillation_term, teacher_crops
 
-    params = init_params(build_model(model), config.seed) if params is None else params
-    distill = schedule = watermark = None
+    untrained = params is None
+    params = init_params(build_model(model), config.seed) if untrained else params
+    distill = schedule = watermark = calibration = recalibrate = None
     if teacher is not None:
         crops = teacher_crops(teacher, config.data, config.crop, args.calibration, config.seed)
         distill = distillation_term(teacher, model, crops, args.latent_weight, args.output_weight)
@@ -142,8 +150,30 @@ def _composed_task(args: argparse.Namespace, config, model, params, teacher):
         key = WatermarkKey.load(args.watermark)
         key.message(args.user_id)  # a user id the key cannot carry fails before training
         watermark = WatermarkTerm(key, args.user_id, args.strength)
-    calibration = qat_calibration(model, params, config, args.calibration_batches) if args.qat else None
-    return compose_task(model, params, Parts(distill, schedule, calibration, watermark), args.metric)
+    if args.qat:
+        batches = qat_batches(config, args.calibration_batches)
+        calibration = calibrate(model, params, batches)
+        steps = _recalibration(args.recalibrate, config.steps, schedule, untrained)
+        recalibrate = Recalibration(steps, tuple(batches)) if steps else None
+    return compose_task(model, params, Parts(distill, schedule, calibration, watermark, recalibrate), args.metric)
+
+
+def _recalibration(flag: str | None, steps: int, schedule, untrained: bool) -> tuple[int, ...]:
+    """The steps of --recalibrate (or its default)."""
+    from jaxlic.errors import ConfigError
+    from jaxlic.train.compose import recalibration_steps
+
+    if flag is None:
+        return recalibration_steps(steps, schedule) if untrained else ()
+    if flag == "none":
+        return ()
+    try:
+        chosen = tuple(int(s) for s in flag.split(","))
+    except ValueError:
+        raise ConfigError(f"--recalibrate takes STEP,... or 'none', got {flag!r}") from None
+    if chosen[-1] >= steps:
+        raise ConfigError(f"--recalibrate steps must come before --steps ({steps}) so the quantized decoder trains")
+    return chosen
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -156,6 +186,8 @@ def _train(args: argparse.Namespace) -> int:
     initialize_distributed(auto_detect=args.distributed)  # before anything runs on a device
 
     config = train_config_from_args(args)
+    if args.recalibrate is not None and not args.qat:
+        raise ConfigError("--recalibrate re-measures QAT's ranges: it needs --qat")
     model, initial, teacher = _train_model(args)
     if not build_model(model).codable:
         raise ConfigError(f"{model.arch} cannot be coded into bitstreams yet, so a run could not write its "

@@ -6,7 +6,10 @@
 - pruning: the `Pruning` term and its between-steps hook; the artifact is shrunk;
 - QAT: the fake-quantized decoder forward of `jaxlic.quant.qat`, with activation ranges
   calibrated on the initial parameters; the artifact is an integer-mode package (what
-  `jaxlic quantize` writes);
+  `jaxlic quantize` writes). With a `Recalibration` (for a model that starts untrained, whose
+  ranges would be a random network's), the decoder trains in float until the first step it
+  names, and the ranges are re-measured on the current parameters after each of its steps; they
+  live in the train state (a resumed run has them) and the package is written with the last;
 - watermarking: a `WatermarkTerm` on the fake-quantized weights (needs QAT).
 With one part the run trains exactly what that part's own task trains (tests/train/test_compose.py).
 
@@ -34,14 +37,27 @@ from jaxlic.models import ModelConfig
 from jaxlic.quant.export import integerize
 from jaxlic.quant.lowering import Calibration, calibrate
 from jaxlic.quant.prune import Pruning, PruneSchedule, _following, kept_channels, shrink
-from jaxlic.quant.qat import calibration_batches, make_forward
+from jaxlic.quant.qat import arrays_calibration, calibration_batches, range_arrays, ranged_forward, switched_forward
 from jaxlic.secure.watermark import CarrierLayout, WatermarkTerm
 from jaxlic.train.distill import Distillation
 from jaxlic.train.loop import TrainConfig
-from jaxlic.train.step import TrainState
+from jaxlic.train.step import FORWARD_STATE, TrainState
 from jaxlic.train.task import Task, codec_task, describe
 
 PyTree = Any
+
+
+@dataclass(frozen=True)
+class Recalibration:
+    """Re-measure QAT's activation ranges on `batches` after each of `steps`; fake quantization
+    starts at the first."""
+
+    steps: tuple[int, ...]
+    batches: tuple[np.ndarray, ...]
+
+    def __post_init__(self):
+        if not self.batches or any(s < 1 for s in self.steps) or list(self.steps) != sorted(set(self.steps)):
+            raise ConfigError(f"recalibration needs batches and increasing steps >= 1, got {self.steps}")
 
 
 @dataclass(frozen=True)
@@ -52,18 +68,32 @@ class Parts:
     prune: PruneSchedule | None = None
     qat: Calibration | None = None  # QAT with these activation ranges (see `qat_calibration`)
     watermark: WatermarkTerm | None = None
+    recalibrate: Recalibration | None = None  # re-measure the QAT ranges during the run
 
     def __post_init__(self):
         if self.watermark is not None and self.qat is None:
             raise ConfigError("a watermark lives in the integer weights: it needs QAT (--qat)")
+        if self.recalibrate is not None and self.qat is None:
+            raise ConfigError("only QAT's activation ranges are recalibrated: it needs QAT (--qat)")
+
+
+def qat_batches(train: TrainConfig, batches: int = 4) -> list[np.ndarray]:
+    """The `batches` training batches QAT's ranges are measured on (as `jaxlic quantize` does)."""
+    if batches < 1:
+        raise ConfigError(f"calibration batches must be >= 1, got {batches}")
+    return calibration_batches(train.data, batches, train.batch_size, train.crop, train.seed + 1)
 
 
 def qat_calibration(config: ModelConfig, params: PyTree, train: TrainConfig, batches: int = 4) -> Calibration:
-    """Activation ranges on `batches` training batches, as `jaxlic quantize` calibrates."""
-    if batches < 1:
-        raise ConfigError(f"calibration batches must be >= 1, got {batches}")
-    return calibrate(config, params, calibration_batches(train.data, batches, train.batch_size, train.crop,
-                                                         train.seed + 1))
+    """Activation ranges on `qat_batches`, as `jaxlic quantize` calibrates."""
+    return calibrate(config, params, qat_batches(train, batches))
+
+
+def recalibration_steps(steps: int, prune: PruneSchedule | None = None) -> tuple[int, ...]:
+    """The default for a model that starts untrained: QAT from half the run, re-measured after
+    each later pruning cut."""
+    half = steps // 2
+    return (half, *[s for s in (prune.steps if prune is not None else ()) if s > half])
 
 
 def check_schedule(schedule: PruneSchedule, steps: int) -> None:
@@ -119,17 +149,20 @@ def compose_task(config: ModelConfig, params: PyTree, parts: Parts, metric: str 
         _watermark_positions(parts.watermark, params, {k: np.arange(n) for k, n in counts.items()})
 
     def between_steps(state: TrainState, batch) -> TrainState:
-        state = pruning.between_steps(state, batch)
+        if pruning is not None:
+            state = pruning.between_steps(state, batch)
         if relayout and parts.prune.fraction_at(int(state.step)) is not None:
-            name, old = parts.watermark.name, state.term_states[parts.watermark.name]
             host = jax.device_get(state.params)
-            new = _watermark_positions(parts.watermark, host, kept_channels(host))
-            new = {k: jax.device_put(v, old[k].sharding) for k, v in new.items()}
-            state = state.replace(term_states={**state.term_states, name: {**old, **new}})
+            state = _replace_term_state(state, parts.watermark.name,
+                                        _watermark_positions(parts.watermark, host, kept_channels(host)))
+        if parts.recalibrate is not None and int(state.step) in parts.recalibrate.steps:
+            ranges = calibrate(config, jax.device_get(state.params), parts.recalibrate.batches)
+            state = _replace_term_state(state, FORWARD_STATE, {"ranges": range_arrays(ranges), "quantized": True})
         return state
 
-    def finalize(final_params: PyTree, run_dir: Path) -> ModelPackage:
-        model, calibration = config, parts.qat
+    def finalize(final_params: PyTree, run_dir: Path, qat: dict | None = None) -> ModelPackage:
+        """The package; with QAT, integer-mode at the run's last ranges (`qat`, the forward state)."""
+        model, calibration = config, arrays_calibration(qat["ranges"]) if qat is not None else None
         if pruning is not None:
             if calibration is not None:
                 calibration = shrink_calibration(calibration, kept_channels(jax.device_get(final_params)))
@@ -139,13 +172,28 @@ def compose_task(config: ModelConfig, params: PyTree, parts: Parts, metric: str 
         return package
 
     described = {"distill": parts.distill, "prune": parts.prune and describe(parts.prune),
-                 "qat": parts.qat and parts.qat.to_json(), "watermark": parts.watermark}
+                 "qat": parts.qat and parts.qat.to_json(), "watermark": parts.watermark,
+                 "recalibrate": parts.recalibrate and list(parts.recalibrate.steps)}
     description = {"task": "composed", "model": json.loads(config.to_json()), "metric": metric,
                    "parts": {k: v.describe() if hasattr(v, "describe") else v
                              for k, v in described.items() if v is not None}}
     log_keys = ("bpp", "psnr", *(["teacher_psnr"] if parts.distill else []), *(["prune/kept"] if pruning else []),
                 *(["wm_ber"] if parts.watermark else []))
+    qat = parts.qat is not None
+    ranged = ranged_forward(config)
+    forward = switched_forward(config) if parts.recalibrate is not None else (
+        lambda params, batch, rng, state: ranged(params, batch, rng, state["ranges"]))
     return dataclasses.replace(
         base, description=description, finalize=finalize, log_keys=log_keys,
-        forward=make_forward(config, parts.qat, True) if parts.qat is not None else base.forward,
-        between_steps=between_steps if pruning is not None else None)
+        forward=forward if qat else base.forward,
+        forward_state=(lambda _params: {"ranges": range_arrays(parts.qat),
+                                        "quantized": np.asarray(parts.recalibrate is None)}) if qat else None,
+        between_steps=between_steps if pruning is not None or parts.recalibrate is not None else None)
+
+
+def _replace_term_state(state: TrainState, name: str, values: dict) -> TrainState:
+    """`state` with these entries of term state `name` replaced (host arrays, placed like the old)."""
+    old = state.term_states[name]
+    new = {k: jax.device_put(jax.tree.map(np.asarray, v), jax.tree.map(lambda a: a.sharding, old[k]))
+           for k, v in values.items()}
+    return state.replace(term_states={**state.term_states, name: {**old, **new}})

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from jaxlic.errors import ConfigError
 from jaxlic.train.data import Batches, ImageSet
 from jaxlic.train.parallel import data_parallel, initialize_distributed, is_primary, local_value
-from jaxlic.train.step import DECAYS, TrainState, init_state, make_optimizer, make_train_step
+from jaxlic.train.step import DECAYS, FORWARD_STATE, TrainState, init_state, make_optimizer, make_train_step
 from jaxlic.train.task import Task, describe
 
 
@@ -66,12 +66,14 @@ class Trainer:
         self.progress = progress
         self.tx = make_optimizer(config.learning_rate, config.steps, config.clip_norm,
                                  config.warmup, config.decay)
-        self.step_fn = make_train_step(task.forward, task.terms, self.tx)
+        self.step_fn = make_train_step(task.forward, task.terms, self.tx, task.forward_state is not None)
         self.parallel = data_parallel(config.batch_size)
         self.primary = is_primary()
 
     def initial_state(self) -> TrainState:
-        return init_state(self.task.init_params(self.config.seed), self.tx, self.task.terms, self.config.seed)
+        params = self.task.init_params(self.config.seed)
+        forward_state = self.task.forward_state(params) if self.task.forward_state is not None else None
+        return init_state(params, self.tx, self.task.terms, self.config.seed, forward_state)
 
     def _batches(self) -> Batches:
         source = ImageSet.from_folders(*self.config.data, progress=self.progress) if self.config.data else ImageSet.default()
@@ -119,7 +121,8 @@ class Trainer:
                     log.close()
         if int(local_value(state.step)) < self.config.steps or not self.primary:
             return None
-        return self.task.finalize(local_value(state.params), self.run_dir)
+        extra = (local_value(state.term_states[FORWARD_STATE]),) if self.task.forward_state is not None else ()
+        return self.task.finalize(local_value(state.params), self.run_dir, *extra)
 
     def _log(self, log, bar, step: int, metrics: dict) -> None:
         record = {"step": step, "time": time.time(), **{k: float(v) for k, v in metrics.items()}}

@@ -30,30 +30,39 @@ class TrainState:
     rng: jax.Array
 
 
-def init_state(params: PyTree, tx: optax.GradientTransformation, terms: Sequence[LossTerm], seed: int) -> TrainState:
-    """A fresh state: optimizer initialized, each term's state from `init_state(params)`."""
+FORWARD_STATE = "forward"  # the term_states entry of a stateful forward's state (`Task.forward_state`)
+
+
+def init_state(params: PyTree, tx: optax.GradientTransformation, terms: Sequence[LossTerm], seed: int,
+               forward_state: PyTree | None = None) -> TrainState:
+    """A fresh state: optimizer initialized, each term's state from `init_state(params)`, and
+    a stateful forward's state (if any) under FORWARD_STATE."""
+    term_states = {t.name: t.init_state(params) for t in terms}
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         opt_state=tx.init(params),
-        term_states={t.name: t.init_state(params) for t in terms},
+        term_states=term_states if forward_state is None else term_states | {FORWARD_STATE: forward_state},
         rng=jax.random.PRNGKey(seed),
     )
 
 
 def make_train_step(
-    forward: Callable[[PyTree, jax.Array, jax.Array], dict],
+    forward: Callable[..., dict],
     terms: Sequence[LossTerm],
     tx: optax.GradientTransformation,
+    stateful_forward: bool = False,
 ) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict]]:
-    """Build the jitted step. `forward(params, batch, rng)` returns the model's outputs."""
+    """Build the jitted step. `forward(params, batch, rng)` returns the model's outputs; a
+    `stateful_forward` also gets `term_states[FORWARD_STATE]` as its last argument."""
     names = [t.name for t in terms]
-    if len(set(names)) != len(names):
-        raise ValueError(f"loss term names must be unique, got {names}")
+    if len(set(names)) != len(names) or FORWARD_STATE in names:
+        raise ValueError(f"loss term names must be unique and not {FORWARD_STATE!r}, got {names}")
 
     def loss_fn(params, state: TrainState, batch):
         rng = jax.random.fold_in(state.rng, state.step)
-        outputs = forward(params, batch, rng)
+        extra = (state.term_states[FORWARD_STATE],) if stateful_forward else ()
+        outputs = forward(params, batch, rng, *extra)
         total, metrics = jnp.zeros(()), {}
         for term in terms:
             loss, term_metrics = term(params, outputs, batch, state.term_states[term.name])

@@ -33,6 +33,10 @@ class Task:
     finalize: Callable[[PyTree, Path], Any]  # (params, run_dir) -> artifact (e.g. a package)
     between_steps: Callable[[TrainState, Any], TrainState] | None = None  # (state, batch), outside jit
     log_keys: tuple[str, ...] = field(default=("bpp", "psnr"))
+    # params -> a state the forward reads (e.g. QAT's activation ranges); with it, forward and
+    # finalize take that state as their last argument, and between_steps may replace it
+    # (`jaxlic.train.step.FORWARD_STATE`).
+    forward_state: Callable[[PyTree], PyTree] | None = None
 
 
 def codec_task(model_config: ModelConfig, metric: str = "mse", extra_terms: Sequence[LossTerm] = (),

@@ -1,27 +1,30 @@
 """One composed run: each part alone trains what its own task trains (same seed -> same
 parameters), all parts together write a shrunk integer-mode package that carries the watermark,
-and every TrainConfig field has a flag in every training command."""
+and QAT's ranges can be re-measured during the run (every TrainConfig flag: tests/cli)."""
 
-import dataclasses
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxlic.cli import build_parser, main
-from jaxlic.cli.train_cmds import train_config_from_args
+from jaxlic.cli import main
 from jaxlic.codec import build_tables, compress, decompress, load
 from jaxlic.errors import ConfigError, WatermarkError
 from jaxlic.images import default_images
 from jaxlic.models import build_model, init_params, model_config
+from jaxlic.quant.export import integerize
+from jaxlic.quant.lowering import Calibration, calibrate
 from jaxlic.quant.prune import PruneSchedule, prune_task
-from jaxlic.quant.qat import qat_task
+from jaxlic.quant.qat import qat_task, range_arrays
 from jaxlic.secure.watermark import WatermarkKey, WatermarkTerm, extract
-from jaxlic.train.compose import Parts, compose_task, qat_calibration
+from jaxlic.train.compose import Parts, Recalibration, compose_task, qat_batches, qat_calibration, recalibration_steps
 from jaxlic.train.distill import distill_task, distillation_term, student_config
 from jaxlic.train.loop import TrainConfig, Trainer
+from jaxlic.train.parallel import local_value
+from jaxlic.train.step import FORWARD_STATE
 
 TRAIN = TrainConfig(steps=3, batch_size=2, crop=32, learning_rate=3e-3, seed=1, checkpoint_every=3)
 KEY = WatermarkKey(bytes(range(32)), owner_bits=24, user_bits=8, positions_per_bit=8)  # 24 bits: < 1e-6 false positives
@@ -95,7 +98,7 @@ def test_composed_command_distills_prunes_quantizes_and_watermarks_in_one_run(te
     assert main(["train", "--init", str(tmp_path / "teacher.jxlm"), "--width", "0.0625", "--distill",
                  "--prune", "channel:5:0.25", "--qat", "--watermark", str(key_path), "--user-id", "7",
                  "--strength", "10", "--steps", "30", "--lr", "3e-3", "--batch-size", "2", "--crop", "64",
-                 "--calibration", "2", "--checkpoint-every", "30", "--out", str(out)]) == 0
+                 "--calibration", "2", "--checkpoint-every", "30", "--recalibrate", "10,20", "--out", str(out)]) == 0
     package = load(out / "model.jxlm")
     assert package.integer is not None  # an integer-mode package, as `jaxlic quantize` writes
     assert package.config.hidden == (6,) * 6 and package.config.M == 12  # the 0.0625 student, 25% pruned
@@ -103,7 +106,8 @@ def test_composed_command_distills_prunes_quantizes_and_watermarks_in_one_run(te
     assert result.is_owner and result.bit_error_rate(7) == 0.0
     assert "watermark FOUND" in capsys.readouterr().out
     parts = json.loads((out / "config.json").read_text())["task"]["parts"]
-    assert sorted(parts) == ["distill", "prune", "qat", "watermark"] and "secret" not in json.dumps(parts)
+    assert sorted(parts) == ["distill", "prune", "qat", "recalibrate", "watermark"] and "secret" not in json.dumps(parts)
+    assert parts["recalibrate"] == [10, 20]
     # one run: one checkpoint folder (its last step 30), one metrics log, one package
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl", "model.jxlm"]
     assert max(int(p.name) for p in (out / "checkpoints").iterdir()) == 30
@@ -118,19 +122,33 @@ def test_composed_command_refuses_incomplete_parts(bad, message, tmp_path, capsy
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [["train"], ["distill", "--teacher", "t", "--width", "0.5"],
-                                     ["prune", "--model", "m", "--schedule", "1:0.5"]])
-def test_every_train_config_field_has_a_flag(command):
-    """Fails when a TrainConfig field cannot be set from a training command."""
-    values = {"data": ("a", "b"), "steps": 7, "batch_size": 3, "crop": 48, "learning_rate": 0.25, "warmup": 2,
-              "decay": "constant", "clip_norm": 0.5, "seed": 9, "checkpoint_every": 4, "log_every": 6}
-    fields = [f.name for f in dataclasses.fields(TrainConfig)]
-    assert sorted(values) == sorted(fields), "give the new TrainConfig field a test value here"
-    parser = build_parser()
-    flags = {a.dest: a.option_strings[0] for a in parser._subparsers._group_actions[0].choices[command[0]]._actions}
-    missing = [name for name in fields if name not in flags]
-    assert not missing, f"TrainConfig fields without a flag in `jaxlic {command[0]}`: {missing}"
-    argv = [*command, "--out", "o"]
-    for name, value in values.items():
-        argv += [x for v in (value if isinstance(value, tuple) else (value,)) for x in (flags[name], str(v))]
-    assert train_config_from_args(parser.parse_args(argv)) == TrainConfig(**values)
+def test_qat_ranges_are_recalibrated_between_steps_and_exported(teacher, tmp_path):
+    """QAT's ranges live in the train state: the decoder trains in float until the first step a
+    Recalibration names (the ranges of an untrained student are a random network's; they were
+    fixed at step 0 before), then fake-quantized with ranges re-measured on the current
+    parameters; the package is written with the last ranges."""
+    batches = qat_batches(TRAIN, 1)
+    fresh = calibrate(teacher.config, teacher.params, batches)
+    stale = Calibration({name: tuple(e - 3 for e in exps) for name, exps in fresh.exponents.items()})
+    task = compose_task(teacher.config, teacher.params, Parts(qat=stale, recalibrate=Recalibration((2,), tuple(batches))))
+    state = jax.device_put(Trainer(TRAIN, task, tmp_path, progress=False).initial_state())
+
+    def forward_state(state):
+        qat = local_value(state.term_states[FORWARD_STATE])
+        return {k: v.tolist() for k, v in qat["ranges"].items()}, bool(qat["quantized"])
+
+    assert forward_state(task.between_steps(state.replace(step=jnp.asarray(1)), None)) == forward_state(state)
+    assert forward_state(state)[1] is False
+    recalibrated = task.between_steps(state.replace(step=jnp.asarray(2)), None)
+    assert forward_state(recalibrated) == ({k: v.tolist() for k, v in range_arrays(fresh).items()}, True)
+    package = task.finalize(teacher.params, tmp_path, local_value(recalibrated.term_states[FORWARD_STATE]))
+    assert package.fingerprint == integerize(teacher.config, teacher.params, fresh).fingerprint
+
+
+def test_default_recalibration_starts_qat_at_half_the_run_and_follows_later_cuts():
+    assert recalibration_steps(400) == (200,)
+    assert recalibration_steps(400, PruneSchedule("channel", (100, 230), (0.1, 0.25))) == (200, 230)
+    with pytest.raises(ConfigError, match="needs QAT"):
+        Parts(recalibrate=Recalibration((1,), (np.zeros((1, 16, 16, 3)),)))
+    with pytest.raises(ConfigError, match="increasing steps"):
+        Recalibration((2, 1), (np.zeros((1, 16, 16, 3)),))

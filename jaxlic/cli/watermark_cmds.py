@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from jaxlic.cli.quant_cmds import add_quantize_options, quantize
+from jaxlic.cli.quant_cmds import add_quantize_options, quantize_recipe, write_integer
 
 
 def add_watermark_options(p: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def add_watermark_options(p: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "watermark", help="QAT with a watermark: an integer-mode package carrying the owner code and a user id")
-    add_quantize_options(p, qat_steps=300, lr=1e-4, crop=128)
+    add_quantize_options(p, steps=300, learning_rate=1e-4, crop=128, checkpoint_every=100)
     p.add_argument("--key", type=Path, required=True, help="the owner's watermark key (from `jaxlic keygen watermark`)")
     add_watermark_options(p)
     p.set_defaults(func=_watermark)
@@ -44,18 +44,21 @@ def register(subparsers) -> None:
 def _watermark(args: argparse.Namespace) -> int:
     from jaxlic.codec import load
     from jaxlic.errors import ConfigError
+    from jaxlic.quant.pipeline import quantize
     from jaxlic.secure.watermark import CarrierLayout, WatermarkKey, WatermarkTerm
 
-    if args.qat_steps < 1:
+    if args.steps < 1:
         raise ConfigError("a watermark is embedded by QAT: --qat-steps must be >= 1")
     key = WatermarkKey.load(args.key)
+    package = load(args.model)
     # A user id the key cannot carry, or a model too small for the key, fails before training.
     key.message(args.user_id)
-    key.carrier_positions(CarrierLayout.of_params(load(args.model).params))
+    key.carrier_positions(CarrierLayout.of_params(package.params))
+    batches, qat, run_dir = quantize_recipe(args)
     term = WatermarkTerm(key, args.user_id, args.strength)
-    status = quantize(args, extra_terms=[term], from_integer=True)
+    write_integer(quantize(package, batches, qat, run_dir, extra_terms=[term], from_integer=True), args)
     report(args.out, key, args.user_id)
-    return status
+    return 0
 
 
 def _verify(args: argparse.Namespace) -> int:

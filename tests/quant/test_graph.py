@@ -175,3 +175,24 @@ def test_integer_gdn_keeps_a_small_trained_beta(float_packages):
     graph = integerize(package.config, params, calibrate(package.config, params, [image_batch()])).integer
     assert graph.meta["igdn"]["g_s_1"]["max_relative_error"] < 0.05
     assert graph.constants["g_s_1.beta.addend"].min() >= 1
+
+
+@pytest.mark.slow  # a second calibration compiles the float walk again (17 s under load)
+def test_mse_clipping_refines_activations_but_not_latents_or_pools(float_packages, calibrations):
+    """calibrate's default picks, per activation channel, the max-based exponent or a finer one
+    (clipping rare peaks) by least squared int8 error; latents and GDN pools keep the max rule."""
+    package = float_packages["bmshj2018-hyperprior", "gdn"]
+    mse = calibrations["bmshj2018-hyperprior", "gdn"]
+    peak = calibrate(package.config, package.params, [image_batch()], clipping="max")
+    assert mse.exponents.keys() == peak.exponents.keys()
+    finer = 0
+    for name in mse.exponents:
+        shift = mse[name] - peak[name]
+        if name in ("y", "z") or name.endswith(".pool"):
+            assert not shift.any(), name
+        else:
+            assert shift.min() >= 0 and shift.max() <= 3, name
+            finer += int((shift > 0).sum())
+    assert finer > 0
+    with pytest.raises(IntegerizationError, match="clipping"):
+        calibrate(package.config, package.params, [image_batch()], clipping="p99")

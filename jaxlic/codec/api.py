@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jaxlic.codec.bitstream import MAX_SIDE, Bitstream
+from jaxlic.codec.context import decode_latent, encode_latent
 from jaxlic.codec.decoders import Backend, decoder_for
 from jaxlic.codec.package import ModelPackage
 from jaxlic.errors import BitstreamError, ImageError
@@ -63,9 +64,12 @@ def compress(package: ModelPackage, image: ImageLike, max_pixels: int = MAX_PIXE
         z = np.asarray(fns.hyper_analysis(y))
         z_symbols = np.round(z - fns.medians)
         z_stream = coders["bottleneck"].encode(z_symbols, _channel_index(z.shape))
-        indexes, means = decoder_for(package).hyper(z_symbols)
-        y_symbols = np.round(y - means) if means is not None else np.round(y)
-        streams = (z_stream, coders["gaussian"].encode(y_symbols, indexes))
+        if package.is_context_model:
+            streams = (z_stream, encode_latent(package, y, z_symbols))
+        else:
+            indexes, means = decoder_for(package).hyper(z_symbols)
+            y_symbols = np.round(y - means) if means is not None else np.round(y)
+            streams = (z_stream, coders["gaussian"].encode(y_symbols, indexes))
     return Bitstream(package.fingerprint, pixels.shape[0], pixels.shape[1], streams).to_bytes()
 
 
@@ -96,9 +100,12 @@ def decode_latents(package: ModelPackage, data: bytes, backend: Backend = "jax",
         y_symbols = coders["bottleneck"].decode(bitstream.streams[0], _channel_index(y_shape)).reshape(y_shape)
     else:
         z_shape = (1, h // 64, w // 64, package.config.N)
-        z_symbols = coders["bottleneck"].decode(bitstream.streams[0], _channel_index(z_shape))
-        indexes, means = decoder_for(package, backend).hyper(z_symbols.reshape(z_shape))
-        y_symbols = coders["gaussian"].decode(bitstream.streams[1], indexes).reshape(y_shape)
+        z_symbols = coders["bottleneck"].decode(bitstream.streams[0], _channel_index(z_shape)).reshape(z_shape)
+        if package.is_context_model:
+            y_symbols, means = decode_latent(package, bitstream.streams[1], z_symbols, backend)
+        else:
+            indexes, means = decoder_for(package, backend).hyper(z_symbols)
+            y_symbols = coders["gaussian"].decode(bitstream.streams[1], indexes).reshape(y_shape)
     return Latents(y_symbols, means, bitstream.height, bitstream.width)
 
 

@@ -6,7 +6,9 @@ The fingerprint that bitstreams carry is a hash of config, parameters and tables
 packages add the integer decoder graph (header key `integer`, arrays `integer/<constant>`);
 float hyperprior packages add the integer graph of their hyper phase, which gives the entropy
 parameters (header key `entropy`, arrays `entropy/<constant>`; derived when a package without
-it is first coded). Both graphs enter the fingerprint.
+it is first coded). Both graphs enter the fingerprint. Context-model packages (ELIC) add the
+calibration of their integer context networks (header key `context`, derived when a package
+without it is first coded; `jaxlic.quant.context_params`), which enters the fingerprint too.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from jaxlic.images import atomic_path
 from jaxlic.models import ModelConfig, build_model, init_params
 
 if TYPE_CHECKING:
+    from jaxlic.quant.context_params import ContextParams
     from jaxlic.quant.graph import IntegerGraph
 
 MAGIC = b"JXLMPKG\0"
@@ -50,6 +53,11 @@ class ModelPackage:
     scale_table: np.ndarray | None = None
     integer: "IntegerGraph | None" = None  # integer mode: the decoder runs this graph
     entropy: "IntegerGraph | None" = None  # float hyperprior: z symbols -> table indexes
+    context: dict | None = None  # context model: exponents of its integer context networks
+
+    @property
+    def is_context_model(self) -> bool:
+        return bool(getattr(self.model, "context_model", False))
 
     @functools.cached_property
     def model(self):
@@ -64,6 +72,9 @@ class ModelPackage:
     def coders(self) -> dict[str, SymbolCoder]:
         """A range coder per table set, built from the stored integer tables."""
         self._check_codable()
+        if not self.tables:
+            raise ConfigError(f"this {self.config.arch} package holds parameters only; build its coding tables "
+                              "with jaxlic.codec.build_tables")
         return {name: SymbolCoder(tables) for name, tables in self.tables.items()}
 
     def _check_codable(self) -> None:
@@ -76,7 +87,7 @@ class ModelPackage:
         """The integer graph that gives a hyperprior's table indexes: the decoder graph in
         integer mode, else the entropy graph (derived once if the package has none)."""
         self._check_codable()
-        if not self.model.hyper:
+        if not self.model.hyper or self.is_context_model:
             return None
         if self.integer is not None:
             return self.integer
@@ -87,6 +98,26 @@ class ModelPackage:
         return self.entropy
 
     @functools.cached_property
+    def context_params(self) -> "ContextParams":
+        """The integer context networks of a context model (its calibration derived once if the
+        package has none)."""
+        from jaxlic.quant.context_params import ContextParams, calibrate
+
+        self.coders  # the ConfigError of a parameters-only package
+        if self.context is None:
+            self.context = calibrate(self.config, self.params, self.tables["bottleneck"])
+        return ContextParams.derive(self.config, self.params, self.context, self.scale_table)
+
+    def _context_spec(self) -> dict | None:
+        if not self.is_context_model:
+            return None
+        self.context_params  # derives the calibration when missing
+        from jaxlic.quant.context_params import FORMAT, VERSION
+
+        return {"format": FORMAT, "version": VERSION,
+                "exponents": {name: list(e) for name, e in sorted(self.context.items())}}
+
+    @functools.cached_property
     def fingerprint(self) -> bytes:
         """SHA-256 (first 8 bytes) of config, parameters, tables and integer graphs: what a
         bitstream names."""
@@ -94,6 +125,9 @@ class ModelPackage:
         graph = self.integer or self.hyper_graph
         if graph is not None:
             digest.update(graph.spec_json().encode())
+        context = self._context_spec()
+        if context is not None:
+            digest.update(json.dumps(context, sort_keys=True, separators=(",", ":")).encode())
         for name, array in sorted(self._arrays().items()):
             digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
             digest.update(np.ascontiguousarray(array).tobytes())
@@ -127,6 +161,9 @@ class ModelPackage:
             header["integer"] = self.integer.spec()
         elif self.hyper_graph is not None:
             header["entropy"] = self.hyper_graph.spec()
+        context = self._context_spec()
+        if context is not None:
+            header["context"] = context
         with atomic_path(path) as tmp:
             tmp.write_bytes(frame(MAGIC, VERSION, json.dumps(header).encode(), b"".join(blobs)))
 
@@ -150,6 +187,7 @@ class ModelPackage:
             config = _checked_config(ModelConfig.from_json(header["config"]))
             arrays = _read_arrays(header.get("arrays"), body)
             package = cls._from_arrays(config, arrays, header.get("integer"), header.get("entropy"))
+            package.context = _context(header.get("context"), package)
         except (ValueError, RecursionError) as exc:  # includes PackageError and ConfigError
             raise PackageError(f"{name}: malformed model package ({exc})") from None
         return package
@@ -188,6 +226,23 @@ class ModelPackage:
             except IntegerizationError as exc:
                 raise PackageError(f"model package has a bad entropy graph: {exc}") from None
         return cls(config, params, tables, scale_table, integer, entropy)
+
+
+def _context(spec, package: ModelPackage) -> dict | None:
+    """The validated context calibration of a context-model package (PackageError if it is bad,
+    missing from a context model or present in another model)."""
+    if not package.is_context_model:
+        if spec is not None:
+            raise PackageError("only context-model packages carry a context calibration")
+        return None
+    from jaxlic.quant.context_params import FORMAT, VERSION, check_calibration
+
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT or spec.get("version") != VERSION:
+        raise PackageError(f"a {package.config.arch} package needs a {FORMAT} version {VERSION} context calibration")
+    try:
+        return check_calibration(spec.get("exponents"), package.config, package.params)
+    except IntegerizationError as exc:
+        raise PackageError(f"model package has a bad context calibration: {exc}") from None
 
 
 def _graph(spec: dict | None, arrays: dict[str, np.ndarray], prefix: str) -> "IntegerGraph | None":
@@ -315,8 +370,6 @@ def build_tables(config: ModelConfig, params: dict, quantiles: str = "solve",
     if quantiles not in ("solve", "keep"):
         raise ConfigError(f"quantiles must be 'solve' or 'keep', got {quantiles!r}")
     model = build_model(config)
-    if not model.codable:
-        raise ConfigError(f"{config.arch}: context-model coding is not in the codec yet; it has no package form")
 
     def logits(points: np.ndarray) -> np.ndarray:
         out = model.apply({"params": params}, jnp.asarray(points, jnp.float32),

@@ -47,21 +47,21 @@ def channel_groups(M: int) -> tuple[int, ...]:
     return (*head, M - sum(head))
 
 
-def split_checkerboard(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+def split_checkerboard(x: jax.Array, xp=jnp) -> tuple[jax.Array, jax.Array]:
     """(anchors, non-anchors) of an (N, H, W, C) tensor of even W, each (N, H, W/2, C); anchors
-    are the positions where row + column is even."""
+    are the positions where row + column is even. `xp`: jax.numpy or numpy."""
     n, h, w, c = x.shape
     pairs = x.reshape(n, h, w // 2, 2, c)
-    odd_row = (jnp.arange(h) % 2 == 1)[None, :, None, None]
-    return (jnp.where(odd_row, pairs[..., 1, :], pairs[..., 0, :]),
-            jnp.where(odd_row, pairs[..., 0, :], pairs[..., 1, :]))
+    odd_row = (xp.arange(h) % 2 == 1)[None, :, None, None]
+    return (xp.where(odd_row, pairs[..., 1, :], pairs[..., 0, :]),
+            xp.where(odd_row, pairs[..., 0, :], pairs[..., 1, :]))
 
 
-def merge_checkerboard(anchors: jax.Array, non_anchors: jax.Array) -> jax.Array:
+def merge_checkerboard(anchors: jax.Array, non_anchors: jax.Array, xp=jnp) -> jax.Array:
     """The inverse of `split_checkerboard`."""
     n, h, half, c = anchors.shape
-    odd_row = (jnp.arange(h) % 2 == 1)[None, :, None, None]
-    pairs = jnp.stack([jnp.where(odd_row, non_anchors, anchors), jnp.where(odd_row, anchors, non_anchors)], axis=3)
+    odd_row = (xp.arange(h) % 2 == 1)[None, :, None, None]
+    pairs = xp.stack([xp.where(odd_row, non_anchors, anchors), xp.where(odd_row, anchors, non_anchors)], axis=3)
     return pairs.reshape(n, h, 2 * half, c)
 
 
@@ -162,7 +162,8 @@ class Elic2022(nn.Module):
     config: ModelConfig
     downsampling = 64
     hyper = True
-    codable = False  # the two-pass checkerboard entropy coding is not in the codec yet
+    codable = True
+    context_model = True  # the codec codes y group by group, two checkerboard passes each
     means_first = False
 
     def setup(self):
@@ -204,22 +205,23 @@ class Elic2022(nn.Module):
     def hyper_analysis(self, y: jax.Array) -> jax.Array:
         return run(self.h_a, y)
 
-    def _not_codable(self) -> ConfigError:
-        return ConfigError(f"{self.config.arch}: context-model coding not yet supported; "
-                           "the model trains and imports, but cannot be coded into a bitstream yet")
+    def _no_hyper_only_form(self) -> ConfigError:
+        return ConfigError(f"{self.config.arch}: its Gaussian parameters come from the context model, not from z "
+                           "alone, so it has no hyper-only entropy graph or integer-mode decoder graph; the codec "
+                           "codes it with its integer context networks (jaxlic.quant.context_params)")
 
     @property
     def predicts_means(self) -> bool:
-        """Refused (the codec and the integer export ask it of hyperpriors): this model's
-        Gaussian parameters do not come from z alone but also from the groups and anchors
-        decoded before."""
-        raise self._not_codable()
+        """Refused (the hyperprior codec path and the integer export ask it of hyperpriors):
+        this model's Gaussian parameters do not come from z alone but also from the groups and
+        anchors decoded before."""
+        raise self._no_hyper_only_form()
 
     def hyper_synthesis(self, z_hat: jax.Array):
         """Refused, as `predicts_means`: there are no (scales, means) of z alone."""
-        raise self._not_codable()
+        raise self._no_hyper_only_form()
 
-    def context_model(self, y: jax.Array, side: jax.Array, mode: QuantizeMode) -> tuple[jax.Array, jax.Array]:
+    def space_channel_context(self, y: jax.Array, side: jax.Array, mode: QuantizeMode) -> tuple[jax.Array, jax.Array]:
         """(y_hat, likelihoods) of the whole latent, group after group."""
         bounds = list(itertools.accumulate(self.groups))[:-1]
         decoded, likelihoods = [], []
@@ -236,7 +238,7 @@ class Elic2022(nn.Module):
         _, z_likelihoods = self.entropy_bottleneck(z, mode)
         # The hyper-synthesis sees z rounded around the medians (straight through in training).
         z_hat = quantize(z, "round" if mode == "round" else "ste", self.entropy_bottleneck.medians())
-        y_hat, y_likelihoods = self.context_model(y, run(self.h_s, z_hat), mode)
+        y_hat, y_likelihoods = self.space_channel_context(y, run(self.h_s, z_hat), mode)
         return {"x_hat": self.synthesis(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}, "y": y}
 
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlic.codec import ModelPackage, build_tables, compress
+from jaxlic.codec import ModelPackage, compress
 from jaxlic.entropy.factorized import EntropyBottleneck
 from jaxlic.errors import ConfigError
 from jaxlic.models import build_model, init_params, model_config
@@ -148,16 +148,10 @@ def test_complexity_counts_the_context_model(small) -> None:
     assert aggregation == pytest.approx(per_position / 256)
 
 
-def test_context_models_have_no_package_form_yet() -> None:
-    config = model_config("elic2022-chandelier", 1, WIDTH)
-    with pytest.raises(ConfigError, match="context-model coding is not in the codec yet"):
-        build_tables(config, random_params(build_model(config), 2))
-
-
 def test_a_parameters_only_package_refuses_to_code() -> None:
-    """What the CompressAI importer returns for ELIC: parameters, no tables; coding it is a
-    ConfigError, not a KeyError on the missing tables."""
+    """A package of parameters alone (no tables): coding it is a ConfigError, not a KeyError on
+    the missing tables. (The codec codes ELIC packages: tests/codec/test_context_coding.py.)"""
     config = model_config("elic2022", 1, WIDTH)
     package = ModelPackage(config, random_params(build_model(config), 3))
-    with pytest.raises(ConfigError, match="context-model coding is not in the codec yet"):
+    with pytest.raises(ConfigError, match="parameters only"):
         compress(package, np.zeros((64, 64, 3), np.uint8))

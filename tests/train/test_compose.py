@@ -122,6 +122,7 @@ def test_composed_command_refuses_incomplete_parts(bad, message, tmp_path, capsy
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 24 s (calibrate compiles); the composed command test runs --recalibrate by default
 def test_qat_ranges_are_recalibrated_between_steps_and_exported(teacher, tmp_path):
     """QAT's ranges live in the train state: the decoder trains in float until the first step a
     Recalibration names (the ranges of an untrained student are a random network's; they were

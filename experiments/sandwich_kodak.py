@@ -65,14 +65,13 @@ def file_check(package, image: np.ndarray) -> dict:
             "ok": opened.format == "JPEG" and opened.mode == expected_mode and opened.size == expected_size}
 
 
-def evaluate_scenario(name: str, runs: Path, out: Path, n_images: int, progress: bool) -> dict:
+def evaluate_scenario(name: str, runs: Path, out: Path, n_images: int, progress: bool, diagnostics: bool = True) -> dict:
     scenario = SCENARIOS[name]
     package = load_package(runs / name / "sandwich.jxls")
     folder = out / "kodak16"
     folder.mkdir(parents=True, exist_ok=True)
     kodak = prepare(list_images(SHARED / "kodak")[:n_images], scenario, folder)
-    train_paths = list_images(SHARED / "train")[::21][:8]
-    train = prepare(train_paths, scenario, out / "train16", crop=256)
+    train = prepare(list_images(SHARED / "train")[::21][:8], scenario, out / "train16", crop=256) if diagnostics else []
 
     sandwich_q = scenario.eval_qualities
     baseline_q = BASELINE_QUALITIES.get(name, DEFAULT_BASELINE_QUALITIES)
@@ -85,15 +84,18 @@ def evaluate_scenario(name: str, runs: Path, out: Path, n_images: int, progress:
 
     fit_q = tuple(sorted(set(sandwich_q[::2]) | {sandwich_q[-1]}))
     walls = runs / name / "wall_time.json"
-    return {
-        "scenario": name, "summary": scenario.summary, "images": len(kodak),
+    summary = {
+        "scenario": name, "summary": scenario.summary, "images": len(kodak), "config": package.config.to_json(),
         "training": {"wall_time": json.loads(walls.read_text()) if walls.exists() else None,
                      "last_logged": json.loads((runs / name / "metrics.jsonl").read_text().splitlines()[-1])},
         "gains": gains(sandwich, plain),
         "file_check": file_check(package, kodak[0][1]),
-        "proxy_fidelity": proxy_fidelity(package, kodak[:4], fit_q),
-        "rate_proxy_error": rate_proxy_error(rate_samples(package, train, fit_q), rate_samples(package, kodak[:8], fit_q)),
     }
+    if diagnostics:
+        summary["proxy_fidelity"] = proxy_fidelity(package, kodak[:4], fit_q)
+        summary["rate_proxy_error"] = rate_proxy_error(rate_samples(package, train, fit_q),
+                                                       rate_samples(package, kodak[:8], fit_q))
+    return summary
 
 
 def plain_proxy_fidelity(n_images: int, qualities=(5, 20, 50, 90)) -> list[dict]:
@@ -136,14 +138,15 @@ def markdown_table(out: Path) -> str:
         s = json.loads(path.read_text())
         g, walls = s["gains"], s["training"]["wall_time"] or []
         points = [p["gain_db"] for p in g["points"]]
-        fidelity = [r["psnr_proxy_vs_real_db"] for r in s["proxy_fidelity"]]
-        rate = s["rate_proxy_error"]
+        fidelity = [r["psnr_proxy_vs_real_db"] for r in s.get("proxy_fidelity", [])]
+        rate = s.get("rate_proxy_error")
         lines.append(
             f"| {name} | {s['images']} | {s['training']['last_logged']['step']} ({sum(w['seconds'] for w in walls):.0f}) | "
             f"{_fmt(g['mean_gain_db'])} ({_fmt(min(points) if points else None)}..{_fmt(g['max_gain_db'])}) | "
-            f"{_fmt(g['bd_psnr_db'])} | {_fmt(g['bd_rate_percent'], '.1f')} | {min(fidelity):.1f}..{max(fidelity):.1f} | "
-            f"{100 * rate['all_features']['mean_abs_rel_error_payload']:.1f}% / "
-            f"{100 * rate['log_magnitude_per_quality']['mean_abs_rel_error_payload']:.1f}% |")
+            f"{_fmt(g['bd_psnr_db'])} | {_fmt(g['bd_rate_percent'], '.1f')} | "
+            + (f"{min(fidelity):.1f}..{max(fidelity):.1f} | " if fidelity else "n/a | ")
+            + (f"{100 * rate['all_features']['mean_abs_rel_error_payload']:.1f}% / "
+               f"{100 * rate['log_magnitude_per_quality']['mean_abs_rel_error_payload']:.1f}% |" if rate else "n/a |"))
     return "\n".join(lines)
 
 
@@ -155,6 +158,7 @@ def main() -> None:
     parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS))
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--plain-fidelity", action="store_true", help="also: proxy vs real JPEG on plain Kodak images")
+    parser.add_argument("--rd-only", action="store_true", help="skip the proxy-fidelity and rate-proxy diagnostics")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.plain_fidelity:
@@ -163,10 +167,12 @@ def main() -> None:
         for row in rows:
             print(f"proxy vs real, {row['codec']} q{row['quality']}: {row['psnr_proxy_vs_real_db']:.2f} dB (min {row['min_db']:.2f})")
     for name in args.scenarios:
-        summary = evaluate_scenario(name, args.runs, args.out, args.images, not args.quiet)
+        summary = evaluate_scenario(name, args.runs, args.out, args.images, not args.quiet, not args.rd_only)
         (args.out / f"{name}_summary.json").write_text(json.dumps(summary, indent=2))
         g = summary["gains"]
-        print(f"{name}: mean gain {g['mean_gain_db']} dB (max {g['max_gain_db']}), BD-rate {g['bd_rate_percent']} %, "
+        worst = min((p["gain_db"] for p in g["points"]), default=None)
+        print(f"{name}: mean gain {g['mean_gain_db']} dB (worst {worst}, max {g['max_gain_db']}), "
+              f"BD-rate {g['bd_rate_percent']} %, "
               f"BD-PSNR {g['bd_psnr_db']} dB; file {summary['file_check']}")
     print(markdown_table(args.out))
 

@@ -1,6 +1,9 @@
 """Train the four sandwich scenarios one after another with `jaxlic sandwich train` (resumable).
 
     python experiments/sandwich_train.py --out runs/sandwich --steps gray=2000 rgb=2000 half-res=1500 high-bit-depth=1500
+    python experiments/sandwich_train.py --out runs/sw --steps rgb=400 -- --lr 3e-4 --pre-gain 0.1
+
+Arguments after `--` go to every `jaxlic sandwich train` call unchanged.
 
 Trains on ../shared/data/train only (never Kodak). Each run directory gets `wall_time.json` with
 the seconds spent per invocation, so the report can say exactly what the budget bought.
@@ -24,13 +27,14 @@ def main() -> None:
     parser.add_argument("--steps", nargs="+", required=True, help="SCENARIO=STEPS, in the order to train")
     parser.add_argument("--data", type=Path, default=TRAIN)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("extra", nargs="*", help="after --: more `jaxlic sandwich train` options")
     args = parser.parse_args()
     for item in args.steps:
         scenario, steps = item.split("=")
         run = args.out / scenario
         start = time.time()
         code = jaxlic_main(["sandwich", "train", "--scenario", scenario, "--data", str(args.data), "--steps", steps,
-                            "--seed", str(args.seed), "--out", str(run)])
+                            "--seed", str(args.seed), "--out", str(run), *args.extra])
         if code:
             raise SystemExit(code)
         log = run / "wall_time.json"

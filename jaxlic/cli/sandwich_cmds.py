@@ -31,6 +31,9 @@ def register(subparsers) -> None:
                    help="JPEG qualities drawn per training image (default: the scenario's)")
     p.add_argument("--learn-tables", action="store_true", help="train the quantization tables too (written into the files)")
     p.add_argument("--features", type=int, nargs="+", default=None, help="U-Net channels per level (default 16 32 64)")
+    p.add_argument("--pre-gain", type=float, default=None,
+                   help="scale of the pre-net's residual, 0..1 (default 1): its effective learning rate; "
+                        "0 keeps the plain code image (post-net only)")
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, metrics.jsonl, sandwich.jxls)")
     p.set_defaults(func=_train)
 
@@ -58,7 +61,7 @@ def _train(args: argparse.Namespace) -> int:
     config = sandwich_config(
         args.scenario, lmbda=args.lmbda, code_channels=args.code_channels, subsampling=args.subsampling,
         qualities=tuple(args.qualities) if args.qualities else None, learn_tables=args.learn_tables or None,
-        features=tuple(args.features) if args.features else None,
+        features=tuple(args.features) if args.features else None, pre_gain=args.pre_gain,
     )
     train = TrainConfig(
         data=tuple(str(d) for d in args.data), steps=args.steps, batch_size=args.batch_size,

@@ -58,6 +58,7 @@ class SandwichConfig:
     features: tuple[int, ...] = (16, 32, 64)
     mlp_hidden: int = 32
     mlp_depth: int = 2
+    pre_gain: float = 1.0  # scales the pre-net's residual: with Adam, its step size (0 freezes it)
 
     def __post_init__(self):
         get_scenario(self.scenario)
@@ -69,6 +70,8 @@ class SandwichConfig:
             raise ConfigError(f"training qualities must satisfy 1 <= low <= high <= 100, got {self.qualities}")
         if not self.features or min(self.features) < 1 or self.mlp_hidden < 1 or self.mlp_depth < 0:
             raise ConfigError("features must be positive channel counts, mlp_hidden >= 1 and mlp_depth >= 0")
+        if not 0.0 <= self.pre_gain <= 1.0:
+            raise ConfigError(f"pre_gain must be in [0, 1], got {self.pre_gain}")
         if self.lmbda <= 0 or self.lambda_decade <= 0:
             raise ConfigError(f"lambda and lambda_decade must be > 0, got {self.lmbda} and {self.lambda_decade}")
 
@@ -128,9 +131,12 @@ class Sandwich:
         """The pre-net's code images (N, ceil(H/s), ceil(W/s), C) on the 0..255 scale, before rounding."""
         h, w = x.shape[1:3]
         s = self.scale
+        plain = plain_code(x, s, self.config.code_channels)
+        if self.config.pre_gain == 0:  # post-net only: skip the pre-net's (zero) forward and backward
+            return plain
         padded = jnp.pad(x, ((0, 0), (0, -h % s), (0, -w % s), (0, 0)), mode="edge")
         residual = self.pre.apply({"params": params["pre"]}, space_to_depth(padded, s), quality)
-        return plain_code(x, s, self.config.code_channels) + 255.0 * residual
+        return plain + 255.0 * self.config.pre_gain * residual
 
     def reconstruct(self, params: dict, decoded: jax.Array, quality: jax.Array, size: tuple[int, int]) -> jax.Array:
         """The post-net's images (N, H, W, 3) in [0, 1] units from decoded code images (0..255)."""

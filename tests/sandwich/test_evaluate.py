@@ -1,11 +1,14 @@
 """RD gains and rate-proxy error measurement on known data; a sweep through the real codec."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxlic.eval.results import validate_results
+from jaxlic.images import default_images
 from jaxlic.sandwich.evaluate import baseline_sweep, gains, rate_proxy_error, sandwich_sweep
-from jaxlic.sandwich.scenarios import get_scenario
+from jaxlic.sandwich.model import to_uint16
+from jaxlic.sandwich.scenarios import get_scenario, synthesize_high_bit_depth
 
 
 def _record(bpp, psnr):
@@ -55,3 +58,20 @@ def test_sweeps_measure_real_bytes_at_the_original_depth(untrained):
         assert result.bpp == pytest.approx(8 * result.num_bytes / (168 * 176))
     assert plain[1].psnr > plain[0].psnr  # quality 100 beats 90
     assert ours[1].bpp > plain[1].bpp  # same JPEG plus the sandwich's metadata comment
+
+
+@pytest.mark.parametrize("scenario", ["gray", "half-res", "high-bit-depth", "rgb"])
+def test_untrained_sweep_equals_the_plain_codec_column(untrained, scenario):
+    """The evaluation's plain-codec column is the operation an untrained sandwich reproduces: same
+    PSNR through the real JPEG, and 25 bytes more (the metadata comment)."""
+    plain = get_scenario(scenario)
+    image = dict(default_images())["astronaut"][40:378, 100:454]
+    if plain.high_bit_depth:  # 16-bit images are synthesized at half size
+        image = to_uint16(np.asarray(synthesize_high_bit_depth(jnp.asarray(image[None], jnp.float32) / 255.0))[0])
+    image = image[:169, :177]  # odd sizes, and MS-SSIM needs more than 160 px
+    images = [("a", image)]
+    ours = sandwich_sweep(untrained[scenario], images, (20,), progress=False)
+    theirs = baseline_sweep(plain, images, (20,), progress=False)
+    for a, b in zip(ours, theirs):
+        assert abs(a.psnr - b.psnr) < 0.01
+        assert a.images[0].num_bytes == b.images[0].num_bytes + 25

@@ -198,3 +198,19 @@ def test_baselines_return_the_original_shape_and_dtype(photo, scenario):
     assert recon.shape == image.shape and recon.dtype == image.dtype
     # Gray drops all colour (about 12 dB on this orange crop); the others keep it.
     assert psnr(image, recon, 65535.0 if scenario == "high-bit-depth" else 255.0) > (10 if scenario == "gray" else 25)
+
+
+@pytest.mark.slow  # about 25 s of eager networks on the busy machine
+def test_pre_gain_scales_the_pre_net_residual(tiny_config, photo):
+    """pre_gain scales the pre-net's residual (with Adam, its step size); at 0 the code image is
+    the baseline's whatever the pre-net's parameters (only the post-net learns)."""
+    x = jnp.asarray(photo[None, :16, :16], jnp.float32) / 255.0
+    quality = jnp.array([30])
+    params = Sandwich(tiny_config("rgb")).init(0)
+    params = {**params, "pre": jax.tree_util.tree_map(lambda p: p + 0.05, params["pre"])}  # a "trained" pre-net
+    moved = {gain: np.asarray(Sandwich(tiny_config("rgb", pre_gain=gain)).code_image(params, x, quality) - 255.0 * x)
+             for gain in (0.0, 0.1, 1.0)}
+    assert not np.any(moved[0.0]) and np.any(moved[1.0])
+    np.testing.assert_allclose(moved[0.1], 0.1 * moved[1.0], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ConfigError):
+        tiny_config("rgb", pre_gain=1.5)

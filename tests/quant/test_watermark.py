@@ -20,7 +20,7 @@ from conftest import WIDTH, image_batch, lively_params
 
 # A key sized for the tiny test model (5,600 carrier weights); the default key needs 7,168.
 SIZES = {"owner_bits": 24, "user_bits": 24, "positions_per_bit": 16}
-QAW = ["--qat-steps", "30", "--lr", "3e-3", "--strength", "10", "--batch-size", "2", "--crop", "64"]
+QAW = ["--qat-steps", "45", "--lr", "3e-3", "--strength", "10", "--batch-size", "2", "--crop", "64"]
 
 
 def test_decision_threshold_bounds_the_false_positive_rate():

@@ -74,8 +74,9 @@ def ops_table(rounds: Policy, clamps: Policy, floors: Policy) -> dict:
         return jnp.clip(value, op.attrs["lo"], op.attrs["hi"]) if keep else value
 
     def isqrt(op, x, c):
-        root = jnp.sqrt(jnp.maximum(x[0], 0.0) * exp2i(c["pre_shift"]))
-        return jnp.floor(root) if floors(op.name) else root
+        if floors(op.name):  # the exact integer root of floor(x << t), = floor(sqrt(x << t))
+            return FAKE_OPS["isqrt"](op, x, c)
+        return jnp.sqrt(jnp.maximum(x[0], 0.0) * exp2i(c["pre_shift"]))
 
     return {**FAKE_OPS, "requantize": requantize, "isqrt": isqrt}
 

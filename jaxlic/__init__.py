@@ -1,7 +1,7 @@
 """jaxlic: learned image compression in JAX, from training to FPGA deployment.
 
     import jaxlic
-    package = jaxlic.load("model.jxlm")
+    package = jaxlic.load("model.jxlm")        # or jaxlic.load_pretrained("ref-hyperprior", 3)
     data = jaxlic.compress(package, image)      # uint8 H x W x 3 -> bytes
     image = jaxlic.decompress(package, data)
 """
@@ -23,6 +23,7 @@ _LAZY = {
     "decompress": ("jaxlic.codec", "decompress"),
     "get_model": ("jaxlic.models", "get_model"),
     "ModelPackage": ("jaxlic.codec", "ModelPackage"),
+    "load_pretrained": ("jaxlic.pretrained", "load_pretrained"),
 }
 
 

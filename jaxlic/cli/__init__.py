@@ -39,10 +39,23 @@ def _is_key(path: Path) -> bool:
     return b"PRIVATE KEY-----" in head or f'"format": "{KEY_FORMAT}"'.encode() in head
 
 
+class ShippedModel(str):
+    """A `--model NAME:QUALITY` naming a model shipped with jaxlic (no file to check)."""
+
+
+def model_spec(text: str) -> Path | ShippedModel:
+    """argparse type of a model option: a package path, or NAME:QUALITY of a shipped model when no
+    such file exists (`jaxlic models --shipped` lists them)."""
+    from jaxlic.pretrained import SPEC
+
+    return ShippedModel(text) if SPEC.match(text) and not Path(text).exists() else Path(text)
+
+
 def check_paths(inputs: Iterable[Path], outputs: Iterable[Path], force: bool = False) -> None:
     """PathError unless every input is a readable file and every output can be written without
-    replacing an input, a private key, a folder, or (without `force`) any existing file."""
-    inputs = [Path(p) for p in inputs]
+    replacing an input, a private key, a folder, or (without `force`) any existing file. Shipped
+    models (NAME:QUALITY) are inputs without a file and need no check."""
+    inputs = [Path(p) for p in inputs if not isinstance(p, ShippedModel)]
     for path in inputs:
         if not path.is_file():
             raise PathError(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from jaxlic.cli import add_force_option, check_paths
+from jaxlic.cli import add_force_option, check_paths, model_spec
 from jaxlic.images import MAX_PIXELS
 
 BITSTREAM_SUFFIX = ".jxlc"
@@ -18,14 +18,14 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("compress", help="encode images (files or a folder) into bitstreams")
     p.add_argument("input", type=Path, help="an image file or a folder of images")
     p.add_argument("output", type=Path, help="bitstream file, or folder when the input is a folder")
-    p.add_argument("--model", required=True, type=Path, help="model package (.jxlm)")
+    p.add_argument("--model", required=True, type=model_spec, help="model package (.jxlm) or NAME:QUALITY of a shipped model")
     _add_codec_options(p)
     p.set_defaults(func=_compress)
 
     p = subparsers.add_parser("decompress", help="decode bitstreams into PNG images")
     p.add_argument("input", type=Path, help="a bitstream or a folder of bitstreams")
     p.add_argument("output", type=Path, help="image file, or folder when the input is a folder")
-    p.add_argument("--model", required=True, type=Path, help="model package that encoded them")
+    p.add_argument("--model", required=True, type=model_spec, help="model package that encoded them")
     _add_codec_options(p)
     p.set_defaults(func=_decompress)
 
@@ -52,12 +52,13 @@ def _pairs(args, inputs: list[Path], suffix: str) -> list[tuple[Path, Path]]:
 
 
 def _compress(args: argparse.Namespace) -> int:
-    from jaxlic.codec import Bitstream, compress, load
+    from jaxlic.codec import Bitstream, compress
+    from jaxlic.pretrained import load_model
     from jaxlic.images import atomic_path, list_images
 
     inputs = list_images(args.input) if args.input.is_dir() else [args.input]
     pairs = _pairs(args, inputs, BITSTREAM_SUFFIX)
-    package = load(args.model)
+    package = load_model(args.model)
     total_bytes = total_pixels = 0
     for source, target in tqdm(pairs, desc="compress", unit="img", disable=len(inputs) < 2):
         data = compress(package, source, args.max_pixels)
@@ -71,7 +72,8 @@ def _compress(args: argparse.Namespace) -> int:
 
 
 def _decompress(args: argparse.Namespace) -> int:
-    from jaxlic.codec import decompress, load
+    from jaxlic.codec import decompress
+    from jaxlic.pretrained import load_model
     from jaxlic.errors import DataError
     from jaxlic.images import write_image
 
@@ -79,7 +81,7 @@ def _decompress(args: argparse.Namespace) -> int:
     if not inputs:
         raise DataError(f"{args.input}: no {BITSTREAM_SUFFIX} bitstreams in this folder or its sub-folders")
     pairs = _pairs(args, inputs, ".png")
-    package = load(args.model)
+    package = load_model(args.model)
     for source, target in tqdm(pairs, desc="decompress", unit="img", disable=len(inputs) < 2):
         write_image(target, decompress(package, source.read_bytes(), max_pixels=args.max_pixels))
     print(f"{len(inputs)} image(s) decoded")

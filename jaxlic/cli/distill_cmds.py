@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jaxlic.cli import model_spec
+
 from jaxlic.cli.train_cmds import add_train_options, train_config_from_args
 
 
@@ -23,14 +25,14 @@ def _add_run_options(p: argparse.ArgumentParser, steps: int, lr: float) -> None:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("distill", help="train a narrower student of a teacher package (RD + distillation)")
-    p.add_argument("--teacher", type=Path, required=True, help="teacher model package (.jxlm)")
+    p.add_argument("--teacher", type=model_spec, required=True, help="teacher model package (.jxlm) or NAME:QUALITY of a shipped model")
     p.add_argument("--width", type=float, required=True, help="student zoo width (N and M scale together)")
     add_distill_options(p)
     _add_run_options(p, steps=1000, lr=1e-3)
     p.set_defaults(func=_distill)
 
     p = subparsers.add_parser("prune", help="fine-tune a package while pruning it on a schedule; export it shrunk")
-    p.add_argument("--model", type=Path, required=True, help="model package (.jxlm) to prune")
+    p.add_argument("--model", type=model_spec, required=True, help="model package (.jxlm) to prune, or NAME:QUALITY of a shipped model")
     p.add_argument("--kind", default="channel", choices=["channel", "magnitude"])
     p.add_argument("--schedule", required=True,
                    help="STEP:FRACTION,... cumulative fraction pruned after each step, e.g. 100:0.25,300:0.5")
@@ -47,11 +49,11 @@ def _describe(label: str, package) -> str:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from jaxlic.codec import load
+    from jaxlic.pretrained import load_model
     from jaxlic.train.distill import distill_task, teacher_crops
     from jaxlic.train.loop import Trainer
 
-    teacher = load(args.teacher)
+    teacher = load_model(args.teacher)
     config = train_config_from_args(args)
     calibration = teacher_crops(teacher, config.data, config.crop, args.calibration, config.seed)
     task = distill_task(teacher, args.width, calibration, args.latent_weight, args.output_weight, args.metric)
@@ -63,12 +65,12 @@ def _distill(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from jaxlic.codec import load
+    from jaxlic.pretrained import load_model
     from jaxlic.quant.prune import PruneSchedule, prune_task
     from jaxlic.train.compose import check_schedule
     from jaxlic.train.loop import Trainer
 
-    package = load(args.model)
+    package = load_model(args.model)
     schedule = PruneSchedule.parse(args.kind, args.schedule)
     check_schedule(schedule, args.steps)
     pruned = Trainer(train_config_from_args(args), prune_task(package, schedule, args.metric), args.out).run()

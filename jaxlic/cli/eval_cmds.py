@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jaxlic.cli import model_spec
+
 from jaxlic.eval.bdrate import METHODS, bd_psnr, bd_rate
 from jaxlic.eval.codecs import DEFAULT_QUALITIES, sweep, usable_codecs
 from jaxlic.eval.evaluate import NamedImage
@@ -82,10 +84,10 @@ def _eval(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from jaxlic.codec import load
+    from jaxlic.pretrained import load_model
     from jaxlic.eval.evaluate import evaluate_model
 
-    package = load(args.model)
+    package = load_model(args.model)
     images = _load_images(args.data)
     with tqdm(total=len(images), desc="eval", unit="img") as bar:
         result = evaluate_model(package, images, on_image=lambda _: bar.update())
@@ -103,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     curves_help = f"results JSON files (CompressAI format) or reference curves as {REFERENCE_PREFIX}NAME ({', '.join(reference_names())})"
 
     p = subparsers.add_parser("eval", help="bpp (real bytes), PSNR, MS-SSIM and times of a package on a folder")
-    p.add_argument("--model", type=Path, required=True, help="model package (.jxlm)")
+    p.add_argument("--model", type=model_spec, required=True, help="model package (.jxlm) or NAME:QUALITY of a shipped model")
     p.add_argument("--data", type=Path, required=True, help="folder of evaluation images (e.g. Kodak)")
     p.add_argument("--out", type=Path, help="results JSON (CompressAI format, with per-image results)")
     p.add_argument("--name", default=None, help="curve name in the results")

@@ -1,4 +1,5 @@
-"""`jaxlic models`: the zoo with each configuration's size and complexity."""
+"""`jaxlic models`: the zoo with each configuration's size and complexity, or (`--shipped`) the
+trained reference models that ship with jaxlic."""
 
 from __future__ import annotations
 
@@ -13,10 +14,29 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("models", help="list the model zoo: channels, lambda, parameters, kMAC/pixel")
     p.add_argument("--model", action="append", choices=list(ARCHITECTURES), help="repeatable; default all")
     p.add_argument("--width", type=float, default=1.0, help="width multiplier (scales N and M; default 1)")
+    p.add_argument("--shipped", action="store_true",
+                   help="list the trained models shipped with jaxlic (use them as --model NAME:QUALITY)")
     p.set_defaults(func=_models)
 
 
+def _shipped() -> int:
+    from jaxlic.pretrained import manifest, spec_of
+
+    entries = manifest()
+    print(f"{'--model':26s} {'kind':8s} {'what':34s} {'bytes':>9s} {'Kodak bpp':>9s} {'PSNR dB':>8s}")
+    for e in entries:
+        what = e.get("scenario") or f"{e['arch']} w{e['width']:g}{' integer' if e['integer'] else ''}"
+        kodak = e.get("kodak", {})
+        print(f"{spec_of(e):26s} {e['kind']:8s} {what:34s} {e['bytes']:9,d} "
+              f"{kodak.get('bpp', float('nan')):9.4f} {kodak.get('psnr', float('nan')):8.3f}")
+    print(f"{len(entries)} shipped package(s), {sum(e['bytes'] for e in entries):,d} bytes; docs/pretrained.md has "
+          "their RD curves against JPEG, WebP and AVIF")
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
+    if args.shipped:
+        return _shipped()
     from jaxlic.models import ARCHITECTURES, model_config
     from jaxlic.models.complexity import model_complexity
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jaxlic.cli import model_spec
+
 from jaxlic.cli.train_cmds import add_train_options, train_config_from_args
 
 QAT_FLAGS = {"steps": "--qat-steps"}
@@ -13,7 +15,7 @@ QAT_FLAGS = {"steps": "--qat-steps"}
 def add_quantize_options(p: argparse.ArgumentParser, **defaults) -> None:
     """The options `quantize` and `watermark` share: model, output, calibration and the QAT run's
     `TrainConfig` flags (its steps as --qat-steps), with `defaults` for those flags."""
-    p.add_argument("--model", type=Path, required=True, help="float model package (.jxlm)")
+    p.add_argument("--model", type=model_spec, required=True, help="float model package (.jxlm) or NAME:QUALITY of a shipped model")
     p.add_argument("--out", type=Path, required=True, help="integer-mode model package to write (.jxlm)")
     steps_help = f"QAT fine-tuning steps (default {defaults['steps']}; 0: post-training quantization)"
     add_train_options(p, QAT_FLAGS, {"steps": steps_help, "data": "training image folder for calibration and QAT "
@@ -55,10 +57,10 @@ def write_integer(package, args: argparse.Namespace) -> None:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from jaxlic.codec import load
+    from jaxlic.pretrained import load_model
     from jaxlic.quant.pipeline import quantize
 
-    package = load(args.model)
+    package = load_model(args.model)
     batches, qat, run_dir = quantize_recipe(args)
     write_integer(quantize(package, batches, qat, run_dir), args)
     return 0

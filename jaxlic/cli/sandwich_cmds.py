@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jaxlic.cli import model_spec
+
 DEFAULT_CROPS = {"gray": 64, "half-res": 128, "high-bit-depth": 128, "rgb": 64}
 
 
@@ -38,14 +40,14 @@ def register(subparsers) -> None:
     p.set_defaults(func=_train)
 
     p = commands.add_parser("encode", help="write a real .jpg (the neural code image) of an image")
-    p.add_argument("--model", type=Path, required=True, help="sandwich package (.jxls)")
+    p.add_argument("--model", type=model_spec, required=True, help="sandwich package (.jxls) or NAME of a shipped sandwich")
     p.add_argument("--quality", type=int, default=50, help="JPEG quality 1..100 (the rate knob)")
     p.add_argument("input", type=Path, help="image file (8 or 16 bits; 16-bit RGB PNG or TIFF for high-bit-depth)")
     p.add_argument("output", type=Path, help="the .jpg to write")
     p.set_defaults(func=_encode)
 
     p = commands.add_parser("decode", help="reconstruct the image from a sandwich .jpg")
-    p.add_argument("--model", type=Path, required=True, help="sandwich package (.jxls)")
+    p.add_argument("--model", type=model_spec, required=True, help="sandwich package (.jxls) or NAME of a shipped sandwich")
     p.add_argument("--bits", type=int, choices=[8, 16], default=None,
                    help="output bit depth (default: 16 for high-bit-depth models, else 8); 16 writes PNG")
     p.add_argument("input", type=Path, help="a .jpg written by `jaxlic sandwich encode`")

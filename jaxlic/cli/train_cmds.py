@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jaxlic.cli import model_spec
+
 
 TRAIN_FLAGS = {"learning_rate": "--lr"}  # TrainConfig fields whose flag is not --field-name
 TRAIN_HELP = {
@@ -57,7 +59,7 @@ def register(subparsers) -> None:
     p.add_argument("--width", type=float, default=None,
                    help="scales N and M together (default 1.0); with --distill, the student's width")
     p.add_argument("--gdn", default=None, choices=["gdn", "simplified"], help="default: gdn")
-    p.add_argument("--init", type=Path, default=None,
+    p.add_argument("--init", type=model_spec, default=None,
                    help="start from this package's parameters and architecture (e.g. a fine-tune to another "
                         "quality); with --distill, the teacher")
     p.add_argument("--metric", default="mse", choices=["mse", "ms-ssim"])
@@ -102,10 +104,10 @@ def _train_model(args: argparse.Namespace):
                              1.0 if args.width is None else args.width, args.gdn or "gdn")
         params, teacher = None, None
     else:
-        from jaxlic.codec import load
+        from jaxlic.pretrained import load_model
         from jaxlic.train.distill import student_config
 
-        package = load(args.init)
+        package = load_model(args.init)
         base = package.config
         given = {"--model": (args.model, base.arch), "--gdn": (args.gdn, base.gdn)}
         given |= {} if args.distill else {"--width": (args.width, base.width)}

@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from jaxlic.cli import model_spec
+
 from jaxlic.cli.quant_cmds import add_quantize_options, quantize_recipe, write_integer
 
 
@@ -28,13 +30,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=_watermark)
 
     p = subparsers.add_parser("verify", help="is the owner's watermark in this integer-mode package?")
-    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--model", type=model_spec, required=True)
     p.add_argument("--key", type=Path, required=True)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=_verify)
 
     p = subparsers.add_parser("trace", help="which licensee's copy is this integer-mode package?")
-    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--model", type=model_spec, required=True)
     p.add_argument("--key", type=Path, required=True)
     p.add_argument("--users", type=Path, required=True, help='JSON {"name": user id, ...}')
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
@@ -42,7 +44,7 @@ def register(subparsers) -> None:
 
 
 def _watermark(args: argparse.Namespace) -> int:
-    from jaxlic.codec import load
+    from jaxlic.pretrained import load_model
     from jaxlic.errors import ConfigError
     from jaxlic.quant.pipeline import quantize
     from jaxlic.secure.watermark import CarrierLayout, WatermarkKey, WatermarkTerm
@@ -50,7 +52,7 @@ def _watermark(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise ConfigError("a watermark is embedded by QAT: --qat-steps must be >= 1")
     key = WatermarkKey.load(args.key)
-    package = load(args.model)
+    package = load_model(args.model)
     # A user id the key cannot carry, or a model too small for the key, fails before training.
     key.message(args.user_id)
     key.carrier_positions(CarrierLayout.of_params(package.params))
@@ -70,10 +72,10 @@ def _verify(args: argparse.Namespace) -> int:
 def report(model: Path, key, user_id: int | None = None, as_json: bool = False) -> bool:
     """Print what the model's integer weights say under `key` (with the BER for `user_id`);
     True when the owner's watermark is there."""
-    from jaxlic.codec import load
+    from jaxlic.pretrained import load_model
     from jaxlic.secure.watermark import extract
 
-    result = extract(load(model), key)
+    result = extract(load_model(model), key)
     summary = result.summary() | ({"ber": result.bit_error_rate(user_id)} if user_id is not None else {})
     if as_json:
         print(json.dumps(summary, indent=2))
@@ -87,11 +89,11 @@ def report(model: Path, key, user_id: int | None = None, as_json: bool = False) 
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from jaxlic.codec import load
+    from jaxlic.pretrained import load_model
     from jaxlic.secure.watermark import WatermarkKey, read_users, trace
 
     key = WatermarkKey.load(args.key)
-    result = trace(load(args.model), key, read_users(args.users))
+    result = trace(load_model(args.model), key, read_users(args.users))
     if args.json:
         print(json.dumps(result.summary(), indent=2))
     elif result.user is not None:

@@ -241,16 +241,26 @@ class SandwichPackage:
             tmp.write_bytes(frame(MAGIC, VERSION, self.config.to_json().encode(), self._params_bytes))
 
 
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "<bytes>") -> SandwichPackage:
+        """Parse package bytes, checking magic, version and checksum."""
+        header, body = unframe(data, MAGIC, VERSION, name, "sandwich package (train one with `jaxlic sandwich train`)")
+        config = SandwichConfig.from_json(header.decode())
+        params = serialization.msgpack_restore(body)
+        return cls(config, jax.tree_util.tree_map(jnp.asarray, params))
+
+
 def load_package(path: str | Path) -> SandwichPackage:
-    """Read a package written by `SandwichPackage.save`, checking magic, version and checksum."""
+    """Read a package written by `SandwichPackage.save`, or a shipped sandwich named NAME."""
+    from jaxlic.pretrained import load_pretrained, shipped_name
+
+    if shipped_name(path):
+        return load_pretrained(str(path))
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise PackageError(f"{path}: cannot read sandwich package ({exc})") from exc
-    header, body = unframe(data, MAGIC, VERSION, str(path), "sandwich package (train one with `jaxlic sandwich train`)")
-    config = SandwichConfig.from_json(header.decode())
-    params = serialization.msgpack_restore(body)
-    return SandwichPackage(config, jax.tree_util.tree_map(jnp.asarray, params))
+    return SandwichPackage.from_bytes(data, str(path))
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

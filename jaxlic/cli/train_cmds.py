@@ -180,7 +180,6 @@ def _recalibration(flag: str | None, steps: int, schedule, untrained: bool) -> t
 
 def _train(args: argparse.Namespace) -> int:
     from jaxlic.errors import ConfigError
-    from jaxlic.models import build_model
     from jaxlic.train.loop import Trainer
     from jaxlic.train.parallel import initialize_distributed, is_primary
     from jaxlic.train.task import codec_task
@@ -191,9 +190,6 @@ def _train(args: argparse.Namespace) -> int:
     if args.recalibrate is not None and not args.qat:
         raise ConfigError("--recalibrate re-measures QAT's ranges: it needs --qat")
     model, initial, teacher = _train_model(args)
-    if not build_model(model).codable:
-        raise ConfigError(f"{model.arch} cannot be coded into bitstreams yet, so a run could not write its "
-                          "package; train it through the Python API (jaxlic.train) to study its RD estimate")
     task = _composed_task(args, config, model, initial, teacher) or codec_task(model, args.metric, initial_params=initial)
     Trainer(config, task, args.out).run()
     if is_primary():

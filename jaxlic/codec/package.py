@@ -71,22 +71,15 @@ class ModelPackage:
     @functools.cached_property
     def coders(self) -> dict[str, SymbolCoder]:
         """A range coder per table set, built from the stored integer tables."""
-        self._check_codable()
         if not self.tables:
             raise ConfigError(f"this {self.config.arch} package holds parameters only; build its coding tables "
                               "with jaxlic.codec.build_tables")
         return {name: SymbolCoder(tables) for name, tables in self.tables.items()}
 
-    def _check_codable(self) -> None:
-        if not self.model.codable:
-            raise ConfigError(f"{self.config.arch}: context-model coding is not in the codec yet; "
-                              "this package holds the model's parameters only")
-
     @functools.cached_property
     def hyper_graph(self) -> "IntegerGraph | None":
         """The integer graph that gives a hyperprior's table indexes: the decoder graph in
         integer mode, else the entropy graph (derived once if the package has none)."""
-        self._check_codable()
         if not self.model.hyper or self.is_context_model:
             return None
         if self.integer is not None:

@@ -137,8 +137,6 @@ def from_state_dict(state: Mapping[str, np.ndarray], arch: str, quality: int | N
             f"state dict does not match {arch} (N={N}, M={M}): unexpected {unknown[:4]}, missing {missing[:4]}"
         )
     params = traverse_util.unflatten_dict(params)
-    if not build_model(config).codable:
-        return ModelPackage(config, params)  # no coding tables until the codec codes context models
     return build_tables(config, params, quantiles="keep", scale_levels=COMPRESSAI_SCALE_LEVELS)
 
 

@@ -26,7 +26,6 @@ class FactorizedPrior(nn.Module):
     downsampling = 16
     hyper = False
     predicts_means = False  # the hyperprior predicts each latent's mean as well as its scale
-    codable = True  # the codec can turn it into bitstreams (context models: not yet)
 
     def setup(self):
         c = self.config

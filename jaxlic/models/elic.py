@@ -162,7 +162,6 @@ class Elic2022(nn.Module):
     config: ModelConfig
     downsampling = 64
     hyper = True
-    codable = True
     context_model = True  # the codec codes y group by group, two checkerboard passes each
     means_first = False
 

@@ -70,7 +70,7 @@ def context(small):
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     y = 4 * jax.random.normal(keys[0], (1, 8, 8, config.M))
     side = jax.random.normal(keys[1], (1, 8, 8, side_channels))
-    run = jax.jit(lambda p, y: model.apply({"params": p}, y, side, "round", method="context_model"))
+    run = jax.jit(lambda p, y: model.apply({"params": p}, y, side, "round", method="space_channel_context"))
     return run, y
 
 

@@ -20,7 +20,7 @@ def _inputs(T: int, C: int, key_scale: float, seed: int, batch: int = 2):
     return w, u, k, v
 
 
-@pytest.mark.parametrize("T, key_scale", [(1, 1.0), (2, 1.0), (257, 400.0)])
+@pytest.mark.parametrize("T, key_scale", [(1, 1.0), (2, 1.0), (37, 1.0), (300, 60.0), (257, 400.0)])
 def test_matches_the_formula_in_float64(T, key_scale):
     with jax.enable_x64(True):
         args = [jnp.asarray(a, jnp.float64) for a in _inputs(T, 5, key_scale, T)]

@@ -4,9 +4,12 @@ MACs are counted on the shapes of a traced forward pass (nothing is computed), s
 channel-pruned ones included, is measured as built:
 - convolution: output positions x k x k x C_in x C_out;
 - transposed convolution: input positions x k x k x C_in x C_out (each input scatters a window);
-- GDN / inverse GDN: positions x C x C (the gamma matrix product).
+- GDN / inverse GDN: positions x C x C (the gamma matrix product);
+- dense layer (LALIC's token-wise linear maps): positions x C_in x C_out;
+- OmniShift (LALIC's folded depthwise 5x5): positions x 25 x C.
 A layer run more than once (a context model's per-pass networks) counts every run. Biases,
-activations and the entropy models are left out (they are per-element, not per-MAC). Per pixel
+activations, LayerNorms, BiWKV (a few exponentials per token and channel) and the entropy
+models are left out (they are per-element, not per-MAC). Per pixel
 means divided by the pixels of the input image.
 
 The encoder runs g_a, h_a, h_s and the context networks; the decoder h_s, the context networks
@@ -25,6 +28,7 @@ import jax.numpy as jnp
 from jaxlic.models.config import ModelConfig
 from jaxlic.models.registry import build_model, init_params
 from jaxlic.nn import GDN, Conv, ConvTranspose
+from jaxlic.nn.rwkv import OmniShift
 
 _SIDE = 256  # a multiple of every model's downsampling; MACs per pixel do not depend on it
 # Parameter-path prefixes of the context networks (the channel/spatial context of elic2022).
@@ -41,12 +45,14 @@ def layer_macs(config: ModelConfig) -> dict[str, float]:
     def count(next_fun, args, kwargs, context):
         out = next_fun(*args, **kwargs)
         module = context.module
-        if context.method_name != "__call__" or not isinstance(module, (Conv, ConvTranspose, GDN)):
+        if context.method_name != "__call__" or not isinstance(module, (Conv, ConvTranspose, GDN, nn.Dense, OmniShift)):
             return out
         x = args[0]
         positions = math.prod(out.shape[:-1]) if isinstance(module, Conv) else math.prod(x.shape[:-1])
-        if isinstance(module, GDN):
+        if isinstance(module, (GDN, nn.Dense)):
             macs = positions * x.shape[-1] * out.shape[-1]
+        elif isinstance(module, OmniShift):
+            macs = positions * 25 * x.shape[-1]
         else:
             macs = positions * module.kernel_size**2 * x.shape[-1] * out.shape[-1]
         key = "/".join(module.path)

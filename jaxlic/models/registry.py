@@ -9,6 +9,7 @@ from jaxlic.errors import ConfigError
 from jaxlic.models.architectures import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
 from jaxlic.models.config import MSE_LAMBDAS, ModelConfig
 from jaxlic.models.elic import Elic2022, Elic2022Chandelier
+from jaxlic.models.lalic import Lalic
 
 ARCHITECTURES = {
     "bmshj2018-factorized": FactorizedPrior,
@@ -16,6 +17,7 @@ ARCHITECTURES = {
     "mbt2018-mean": MeanScaleHyperprior,
     "elic2022": Elic2022,
     "elic2022-chandelier": Elic2022Chandelier,
+    "lalic": Lalic,
 }
 
 # (N, M) per quality, from CompressAI's zoo.
@@ -26,6 +28,8 @@ _CHANNELS = {
     # The paper's and CompressAI's single size (CompressAI ships no ELIC weights).
     "elic2022": {q: (192, 320) for q in range(1, 9)},
     "elic2022-chandelier": {q: (192, 320) for q in range(1, 9)},
+    # LALIC's N is its z channels (the official N6); its six trained lambdas are qualities 1-6.
+    "lalic": {q: (192, 320) for q in range(1, 9)},
 }
 
 

@@ -97,6 +97,11 @@ class ModelPackage:
         from jaxlic.quant.context_params import ContextParams, calibrate
 
         self.coders  # the ConfigError of a parameters-only package
+        if not getattr(self.model, "integer_context", True):  # LALIC: float networks, nothing to calibrate
+            from jaxlic.quant.float_context import FloatContextParams
+
+            self.context = {}
+            return FloatContextParams(self.config, self.params, self.scale_table)
         if self.context is None:
             self.context = calibrate(self.config, self.params, self.tables["bottleneck"])
         return ContextParams.derive(self.config, self.params, self.context, self.scale_table)

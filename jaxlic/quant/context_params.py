@@ -180,7 +180,12 @@ def calibrate(config: ModelConfig, params: dict, tables: CodingTables, shape=CAL
 
 def check_calibration(calibration, config: ModelConfig, params: dict) -> dict[str, tuple[int, ...]]:
     """The calibration if it names every calibrated tensor of this model with one integer
-    exponent in [-64, 64] per channel; IntegerizationError otherwise."""
+    exponent in [-64, 64] per channel (none for a model with float context networks);
+    IntegerizationError otherwise."""
+    if not getattr(build_model(config), "integer_context", True):
+        if calibration != {}:
+            raise IntegerizationError(f"{config.arch} runs float context networks and takes no calibration")
+        return {}
     structure = Structure.of(config, params)
     widths = {layer.path: params_at(params, layer.path)["bias"].shape[0]
               for _, layers in structure.networks for layer in layers}

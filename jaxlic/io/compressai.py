@@ -1,5 +1,6 @@
 """Import CompressAI models (bmshj2018-factorized, bmshj2018-hyperprior, mbt2018-mean, and
-ELIC as Elic2022Official / Elic2022Chandelier).
+ELIC as Elic2022Official / Elic2022Chandelier) and LALIC checkpoints (sjtu-medialab/RwkvCompress,
+a CompressAI ELIC subclass).
 
 A CompressAI state dict (a `.pth`/`.pth.tar` checkpoint, read with torch where torch is
 installed, or a NumPy `.npz` of it, which the peer environment writes) becomes a jaxlic
@@ -11,6 +12,13 @@ Convolution kernels are transposed from (out, in, kh, kw), transposed convolutio
 CompressAI's reparametrization and shapes. Buffers (CDF tables, bounds, checkerboard masks) are
 not imported: jaxlic builds its own tables from the parameters, keeping CompressAI's learned
 quantiles, and its checkerboard context needs no mask (jaxlic.models.elic).
+
+LALIC adds token-wise linear maps (weights (out, in), transposed to (in, out)), LayerNorms
+(`weight` is Flax's `scale`) and OmniShift, whose depthwise branches are imported as they are
+(jaxlic folds them into one 5x5 kernel at every call); the checkpoint's `conv5x5_reparam` is
+dropped: only an eval-mode forward refreshes it, so a training checkpoint holds a stale one.
+A `module.` prefix (DataParallel) is stripped, and the entropy bottleneck's `_matrixN`,
+`_biasN`, `_factorN` (older CompressAI) are read as `matrices.N`, `biases.N`, `factors.N`.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from jaxlic.nn import ConvTranspose
 # Buffers CompressAI keeps in its state dicts that jaxlic rebuilds or does not need.
 _IGNORED_SUFFIXES = (
     "pedestal", ".bound", "_offset", "_quantized_cdf", "_cdf_length", "scale_table",
-    "scale_bound", "entropy_bottleneck.target", ".mask",
+    "scale_bound", "entropy_bottleneck.target", ".mask", "conv5x5_reparam.weight",
 )
 # ELIC's latent codecs, as the modules jaxlic.models.elic names them.
 _ELIC_RENAMES = (
@@ -41,9 +49,16 @@ _ELIC_RENAMES = (
     (r"^latent_codec\.y\.channel_context\.y(\d+)\.", r"scctx.\1.channel_context."),
     (r"^latent_codec\.y\.latent_codec\.y(\d+)\.", r"scctx.\1."),
 )
-_RENAMES = {"elic2022": _ELIC_RENAMES, "elic2022-chandelier": _ELIC_RENAMES}
-# The state dict entry whose output channels are M (the last convolution of g_a).
-_LATENT_KEYS = {"elic2022": "g_a.13.weight", "elic2022-chandelier": "g_a.13.weight"}
+_LALIC_RENAMES = _ELIC_RENAMES + (
+    (r"\._matrix(\d+)$", r".matrices.\1"), (r"\._bias(\d+)$", r".biases.\1"), (r"\._factor(\d+)$", r".factors.\1"),
+    (r"\.(ln1|ln2|norm)\.weight$", r".\1.scale"),
+    (r"\.omni_shift\.(conv\dx\d)\.weight$", r".omni_shift.\1"),
+)
+_RENAMES = {"elic2022": _ELIC_RENAMES, "elic2022-chandelier": _ELIC_RENAMES, "lalic": _LALIC_RENAMES}
+# The state dict entry whose output channels are M (the last convolution of g_a), and the one
+# whose output channels are N where it is not g_a.0 (LALIC: z's channels, the last of h_a).
+_LATENT_KEYS = {"elic2022": "g_a.13.weight", "elic2022-chandelier": "g_a.13.weight", "lalic": "g_a.15.weight"}
+_N_KEYS = {"lalic": "h_a.7.weight"}
 
 
 def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
@@ -104,11 +119,13 @@ def from_state_dict(state: Mapping[str, np.ndarray], arch: str, quality: int | N
     """A jaxlic package from a CompressAI state dict of architecture `arch`."""
     if arch not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}")
-    latent_key = _LATENT_KEYS.get(arch, "g_a.6.weight")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    latent_key, n_key = _LATENT_KEYS.get(arch, "g_a.6.weight"), _N_KEYS.get(arch, "g_a.0.weight")
     try:
-        N, M = int(state["g_a.0.weight"].shape[0]), int(state[latent_key].shape[0])
+        N, M = int(state[n_key].shape[0]), int(state[latent_key].shape[0])
     except KeyError:
-        raise PackageError(f"not a CompressAI state dict of {arch} (no g_a.0 or {latent_key.removesuffix('.weight')} weights)") from None
+        raise PackageError(f"not a CompressAI state dict of {arch} (no {n_key.removesuffix('.weight')} or "
+                           f"{latent_key.removesuffix('.weight')} weights)") from None
     zoo_quality, width = _zoo_quality(arch, N, M)
     quality = quality or zoo_quality
     config = ModelConfig(arch=arch, quality=quality, N=N, M=M, width=width,
@@ -126,8 +143,10 @@ def from_state_dict(state: Mapping[str, np.ndarray], arch: str, quality: int | N
             unknown.append(key)
             continue
         value = np.asarray(value, np.float32)
-        if name[-1] == "kernel":
+        if value.ndim == 4:  # convolution kernels and OmniShift's branches
             value = value.transpose(2, 3, 0, 1) if name[0] in deconvs else value.transpose(2, 3, 1, 0)
+        elif name[-1] == "kernel":  # dense layers
+            value = value.T
         if value.shape != expected[name].shape:
             raise PackageError(f"{key}: shape {value.shape} does not fit {arch} (expected {expected[name].shape})")
         params[name] = jnp.asarray(value)

@@ -26,20 +26,26 @@ NO_TOKENS = -1e30  # the exponent of an empty sum (its terms are zero)
 
 def _sums_before(w: jax.Array, k: jax.Array, v: jax.Array, reverse: bool):
     """(m, a, b) per token with e^m a = sum_{i<t} e^{k_i - (t-i-1) w} v_i and e^m b the same
-    sum without v (i > t, by distance, when `reverse`)."""
+    sum without v (i > t, by distance, when `reverse`).
+
+    The running maximum is held as (the exponent where it was set, tokens since): m = peak -
+    age w is then one rounding away, where subtracting w token after token would accumulate
+    T roundings (about 1e-3 of the output at T = 4096 in float32)."""
 
     def step(state, token):
-        m, a, b = state
+        peak, age, a, b = state
         k_t, v_t = token
-        decayed = m - w
-        m_next = jnp.maximum(decayed, k_t)
+        decayed = peak - (age + 1) * w
+        grows = k_t > decayed
+        m_next = jnp.where(grows, k_t, decayed)
         old, new = jnp.exp(decayed - m_next), jnp.exp(k_t - m_next)
-        return (m_next, a * old + v_t * new, b * old + new), state
+        out = (peak - age * w, a, b)
+        return (jnp.where(grows, k_t, peak), jnp.where(grows, 0.0, age + 1), a * old + v_t * new, b * old + new), out
 
     batch, _, channels = k.shape
     empty = jnp.zeros((batch, channels), k.dtype)
     tokens = (jnp.swapaxes(k, 0, 1), jnp.swapaxes(v, 0, 1))
-    _, sums = jax.lax.scan(step, (empty + NO_TOKENS, empty, empty), tokens, reverse=reverse)
+    _, sums = jax.lax.scan(step, (empty + NO_TOKENS, empty, empty, empty), tokens, reverse=reverse)
     return tuple(jnp.swapaxes(x, 0, 1) for x in sums)
 
 

@@ -39,7 +39,7 @@ def test_long_sequences_with_huge_keys_stay_finite_and_exact():
         direct = jax.jit(biwkv_quadratic)(*args)
     linear = jax.jit(biwkv)(*[jnp.asarray(a, jnp.float32) for a in (w, u, k, v)])
     assert np.all(np.isfinite(linear))
-    np.testing.assert_allclose(linear, direct, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(linear, direct, atol=2e-5, rtol=0)
 
 
 def test_gradients_match_the_formula():

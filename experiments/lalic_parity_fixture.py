@@ -11,7 +11,9 @@ the fixture can store them exactly in half the space. OmniShift's `conv5x5_repar
 random, as a training checkpoint holds it (stale): an importer must fold the branches.
 
 Writes tests/models/fixtures/lalic_parity.npz: the state dict (its float tensors, h_a and h_s
-once) as `state_keys`, `state_shapes` (JSON) and `state_values` (float16, concatenated), `pixels` (uint8 NCHW; the model sees pixels / 255), `x_hat`, `likelihoods/y`, `likelihoods/z` (NCHW, eval-mode forward).
+once) as `state_keys`, `state_shapes` (JSON) and `state_values` (float16, concatenated);
+`pixels` (uint8 NCHW; the model sees pixels / 255); `x_hat`, `likelihoods/y`, `likelihoods/z`
+(NCHW, eval-mode forward).
 
 Run in the peer environment:  .peer/bin/python experiments/lalic_parity_fixture.py
 """

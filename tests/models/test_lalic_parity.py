@@ -37,10 +37,12 @@ def _nhwc(x):
 
 def test_reconstructions_and_likelihoods_match(fixture):
     state, outputs = fixture
-    package = from_state_dict(state, "lalic")
+    package = from_state_dict({f"module.{k}": v for k, v in state.items()}, "lalic")  # as saved from DataParallel
     assert (package.config.N, package.config.M, package.config.width) == (12, 20, 0.0625)
     x = jnp.asarray(_nhwc(outputs["pixels"]).astype(np.float32) / np.float32(255))
-    out = jax.jit(lambda p, x: package.model.apply({"params": p}, x, "round"))(package.params, x)
+    forward = jax.jit(lambda p, x: package.model.apply({"params": p}, x, "round")).lower(package.params, x)
+    # XLA's lowest optimization level halves the compile time of 40 blocks (the test's cost).
+    out = forward.compile(compiler_options={"xla_backend_optimization_level": 0})(package.params, x)
     np.testing.assert_allclose(out["x_hat"], _nhwc(outputs["x_hat"]), atol=1e-4, rtol=0)
     for name in ("y", "z"):
         np.testing.assert_allclose(out["likelihoods"][name], _nhwc(outputs[f"likelihoods/{name}"]), atol=1e-4, rtol=0)
@@ -48,8 +50,9 @@ def test_reconstructions_and_likelihoods_match(fixture):
 
 
 def test_checkpoint_key_variants():
-    """DataParallel's prefix and older CompressAI's entropy-bottleneck names map to the same
-    parameters; OmniShift's stale reparameterized kernel is dropped."""
+    """Official names map to jaxlic's, older CompressAI's entropy-bottleneck names too, and
+    OmniShift's stale reparameterized kernel is dropped (the `module.` prefix of DataParallel
+    checkpoints: the fixture is imported with it)."""
     for key, name in [
         ("g_a.1.att.key.weight", ("g_a_1", "att", "key", "kernel")),
         ("g_a.1.ln1.weight", ("g_a_1", "ln1", "scale")),
@@ -63,11 +66,3 @@ def test_checkpoint_key_variants():
         ("latent_codec.y.channel_context.y2.1.att.decay", ("scctx_2", "channel_context_1", "att", "decay")),
     ]:
         assert _flax_name(key, "lalic") == name, key
-
-
-def test_module_prefix_is_stripped(fixture):
-    state, _ = fixture
-    prefixed = {f"module.{k}": v for k, v in state.items()}
-    package = from_state_dict(prefixed, "lalic")
-    np.testing.assert_array_equal(package.params["g_a_1"]["att"]["key"]["kernel"],
-                                  state["g_a.1.att.key.weight"].astype(np.float32).T)

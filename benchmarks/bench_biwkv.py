@@ -6,8 +6,9 @@
 For each side s (s x s tokens, T = s^2; batch 1, --channels channels, random keys and values),
 both forms run jitted side by side in one process: forward wall time (best of the calls made
 in --seconds after a warm-up call), the memory XLA's compiled program allocates (temporaries
-plus output, from its memory analysis), their ratios, and the largest difference between the
-two outputs. Prints a table with the 1-minute load average; results to
+plus output, from its memory analysis), their ratios, and each output's largest error against
+float64 (the linear form in float64, which tests/nn/test_biwkv.py holds to the formula within
+1e-9). Prints a table with the 1-minute load average; results to
 out/benchmarks/bench_biwkv.json.
 """
 
@@ -64,12 +65,15 @@ def main() -> None:
         runs = {name: _measure(fn, inputs, args.seconds) for name, fn in FORMS.items()}
         for name, run in runs.items():
             print(f"{side:>4}x{side:<4} {name:>9} {run['seconds'] * 1e3:>10.1f} {run['bytes'] / 2**20:>9.1f}")
+        with jax.enable_x64(True):
+            reference = np.asarray(jax.jit(biwkv)(*[np.asarray(a, np.float64) for a in (w, u, k, v)]))
         lin, quad = runs["linear"], runs["quadratic"]
         entry = {"side": side, "tokens": T, **{f"{n}_{m}": r[m] for n, r in runs.items() for m in ("seconds", "bytes")},
-                 "time_ratio": quad["seconds"] / lin["seconds"], "memory_ratio": quad["bytes"] / lin["bytes"],
-                 "max_abs_difference": float(np.abs(np.asarray(lin["out"]) - np.asarray(quad["out"])).max())}
+                 **{f"{n}_error": float(np.abs(np.asarray(r["out"]) - reference).max()) for n, r in runs.items()},
+                 "time_ratio": quad["seconds"] / lin["seconds"], "memory_ratio": quad["bytes"] / lin["bytes"]}
         print(f"{'':>9} quadratic / linear: time x{entry['time_ratio']:.0f}, memory x{entry['memory_ratio']:.1f}; "
-              f"max |difference| {entry['max_abs_difference']:.1e}")
+              f"max error vs float64: linear {entry['linear_error']:.1e}, quadratic {entry['quadratic_error']:.1e} "
+              f"(max |v| {np.abs(v).max():.1f})")
         report["sizes"].append(entry)
     report["load_average_end"] = os.getloadavg()[0]
     print(f"load average at the end {report['load_average_end']:.2f}")

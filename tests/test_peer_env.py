@@ -86,6 +86,7 @@ def _batches_file(path, steps: int = 3, batch: int = 2, size: int = 32):
     return path
 
 
+@pytest.mark.slow
 def test_train_learns_builds_tables_and_codes_real_bytes(tmp_path):
     batches = _batches_file(tmp_path / "batches.npy")
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 72, 3), dtype=np.uint8)).save(tmp_path / "a.png")

@@ -31,6 +31,7 @@ def package():
     return build_tables(config, params)
 
 
+@pytest.mark.slow  # compiles LALIC's 40 blocks and its context networks (about 23 s)
 def test_passes_round_trip(package):
     rng = np.random.default_rng(0)
     M, N = package.config.M, package.config.N

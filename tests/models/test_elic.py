@@ -109,6 +109,7 @@ def test_checkerboard_mask_is_implied(small, context) -> None:
         assert np.array_equal(run(changed, y)[1], likelihoods) == same
 
 
+@pytest.mark.slow
 def test_training_modes() -> None:
     """As CompressAI trains it: the synthesis sees y and z rounded straight through (around the
     predicted means), the likelihoods see noise; gradients reach every part."""

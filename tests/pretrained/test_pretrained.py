@@ -77,6 +77,7 @@ def test_load_model_takes_a_path_or_a_shipped_name(packages, tmp_path):
         load_model(tmp_path / "missing.jxlm")
 
 
+@pytest.mark.slow  # compiles the sandwich's networks (about 10 s)
 def test_a_sandwich_ships_by_name_and_round_trips(tmp_path, rng):
     config = sandwich_config("half-res", features=(4, 8), mlp_hidden=4, mlp_depth=1)
     package = SandwichPackage(config, Sandwich(config).init(0))

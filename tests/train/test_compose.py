@@ -70,6 +70,7 @@ def separate_and_composed(name, teacher):
     return own, compose_task(teacher.config, params, Parts(qat=calibration, watermark=terms[0] if terms else None))
 
 
+@pytest.mark.slow  # 15-25 s each; the composed command test covers the parts together
 @pytest.mark.parametrize("name", ["distill", "prune", "qat", "qat+watermark"])
 def test_one_part_trains_what_its_own_task_trains(name, teacher, tmp_path):
     own, composed = separate_and_composed(name, teacher)

@@ -81,6 +81,7 @@ def _run_with_devices(count, run_dir):
     assert out.stdout.strip().splitlines()[-1] == str(count)
 
 
+@pytest.mark.slow
 def test_four_devices_match_one_device(tmp_path):
     assert len(jax.devices()) == 1  # the test process is the one-device run
     tiny_trainer(tmp_path / "one", steps=3, checkpoint_every=3).run()

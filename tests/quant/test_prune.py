@@ -95,6 +95,7 @@ def test_shrunk_model_equals_the_masked_model_and_is_smaller(arch):
     assert shrink(config, params)[0] == config  # nothing zero, nothing cut
 
 
+@pytest.mark.slow  # 12 s; the composed command test prunes inside training too
 def test_pruning_inside_training_exports_a_smaller_working_package(tmp_path):
     config, params = tiny()
     package = build_tables(config, params)

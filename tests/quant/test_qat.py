@@ -68,6 +68,7 @@ def test_fake_quant_decoder_is_a_decoder_like_the_integer_one(int_packages, floa
     np.testing.assert_array_equal(np.asarray(pixels).astype(np.uint8), exact.synthesis(y, want_means))
 
 
+@pytest.mark.slow  # a QAT run end to end (14 s); the CLI test covers the package it writes
 def test_qat_run_writes_a_working_integer_package(float_packages, calibrations, photo, tmp_path):
     key = ("bmshj2018-hyperprior", "gdn")
     config = TrainConfig(steps=2, batch_size=2, crop=64, learning_rate=1e-4, checkpoint_every=1)
@@ -127,7 +128,7 @@ def trained_models(tmp_path_factory):
     return models
 
 
-@pytest.mark.parametrize("arch", ["bmshj2018-factorized", "bmshj2018-hyperprior"])
+@pytest.mark.parametrize("arch", [pytest.param("bmshj2018-factorized", marks=pytest.mark.slow), "bmshj2018-hyperprior"])
 def test_qat_lowers_the_ptq_loss(trained_models, arch, tmp_path):
     """A few QAT steps at `jaxlic quantize`'s learning rate lower the integer decoder's
     rate-distortion loss on held-out crops: the exported package's params after QAT against the

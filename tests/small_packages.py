@@ -29,3 +29,17 @@ def smooth_image(rng, height, width):
     base = np.stack([np.sin(3 * xx + c) * np.cos(2 * yy - c) for c in range(3)], -1)
     noisy = 0.5 + 0.4 * base + 0.03 * rng.standard_normal((height, width, 3))
     return np.clip(np.round(noisy * 255), 0, 255).astype(np.uint8)
+
+
+def coded_random_image(package, size: tuple[int, int]):
+    """Random pixels of `size` coded by a context-model `package`: (pixels, bytes, latents), after
+    checking that the decoded symbols are round(y - means) of the encoder's latent."""
+    from jaxlic.codec import compress, decode_latents
+    from jaxlic.codec.api import _to_model_input
+
+    pixels = np.random.default_rng(7).integers(0, 256, (*size, 3), dtype=np.uint8)
+    data = compress(package, pixels)
+    y = np.asarray(package.transforms.analysis(_to_model_input(pixels, package.model.downsampling)))
+    latents = decode_latents(package, data)
+    np.testing.assert_array_equal(latents.y_symbols, np.round(y.astype(np.float64) - latents.means))
+    return pixels, data, latents

@@ -29,6 +29,7 @@ from jaxlic.quant.context_params import LATENT_EXPONENT, pow2_exponent
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "models"))
 from test_elic import WIDTH, random_params  # noqa: E402
+from small_packages import coded_random_image  # noqa: E402
 
 
 @pytest.fixture(scope="module", params=["elic2022", "elic2022-chandelier"])
@@ -145,11 +146,7 @@ def test_every_accumulator_is_bounded(package):
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [(17, 31), (1, 1), (70, 9)])
 def test_images_round_trip_on_every_backend(package, size):
-    pixels = np.random.default_rng(7).integers(0, 256, (*size, 3), dtype=np.uint8)
-    data = compress(package, pixels)
-    y = np.asarray(package.transforms.analysis(_to_model_input(pixels, 64)))
-    latents = decode_latents(package, data)
-    np.testing.assert_array_equal(latents.y_symbols, np.round(y.astype(np.float64) - latents.means))
+    _, data, latents = coded_random_image(package, size)
     for backend in ("numpy", "jax-eager"):
         other = decode_latents(package, data, backend)
         np.testing.assert_array_equal(other.y_symbols, latents.y_symbols)

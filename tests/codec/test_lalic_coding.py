@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import jaxlic
-from jaxlic.codec import Bitstream, build_tables, compress, decode_latents, decompress
-from jaxlic.codec.api import _to_model_input
+from jaxlic.codec import Bitstream, build_tables, decompress
 from jaxlic.codec.context import decode_latent, encode_latent
 from jaxlic.errors import IntegerizationError
 from jaxlic.models import build_model
@@ -20,6 +19,7 @@ from jaxlic.quant.context_params import LATENT_EXPONENT
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 from test_elic import random_params  # noqa: E402
 from test_lalic import WIDTH  # noqa: E402
+from small_packages import coded_random_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +56,7 @@ def test_package_saves_and_loads(package, tmp_path):
 @pytest.mark.slow  # compiles LALIC's transforms per padded shape (about 40 s)
 @pytest.mark.parametrize("size", [(17, 31), (1, 1), (70, 9)])
 def test_images_round_trip(package, size):
-    pixels = np.random.default_rng(7).integers(0, 256, (*size, 3), dtype=np.uint8)
-    data = compress(package, pixels)
-    y = np.asarray(package.transforms.analysis(_to_model_input(pixels, 64)))
-    latents = decode_latents(package, data)
-    np.testing.assert_array_equal(latents.y_symbols, np.round(y.astype(np.float64) - latents.means))
+    _, data, latents = coded_random_image(package, size)
     assert np.abs(latents.y_symbols).max() > 3  # non-trivial symbols
     assert decompress(package, data).shape == (*size, 3)
     assert len(Bitstream.from_bytes(data).streams) == 2

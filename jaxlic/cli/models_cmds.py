@@ -23,12 +23,12 @@ def _shipped() -> int:
     from jaxlic.pretrained import manifest, spec_of
 
     entries = manifest()
-    print(f"{'--model':26s} {'kind':8s} {'what':34s} {'bytes':>9s} {'Kodak bpp':>9s} {'PSNR dB':>8s}")
+    print(f"{'--model':26s} {'kind':8s} {'what':36s} {'bytes':>10s} {'Kodak bpp':>9s} {'PSNR dB':>8s}")
     for e in entries:
         what = e.get("scenario") or f"{e['arch']} w{e['width']:g}{' integer' if e['integer'] else ''}"
-        kodak = e.get("kodak", {})
-        print(f"{spec_of(e):26s} {e['kind']:8s} {what:34s} {e['bytes']:9,d} "
-              f"{kodak.get('bpp', float('nan')):9.4f} {kodak.get('psnr', float('nan')):8.3f}")
+        kodak = e.get("kodak")  # sandwiches: their figures are per JPEG quality, in docs/pretrained.md
+        figures = f"{kodak['bpp']:9.4f} {kodak['psnr']:8.3f}" if kodak else f"{'-':>9s} {'-':>8s}"
+        print(f"{spec_of(e):26s} {e['kind']:8s} {what:36s} {e['bytes']:10,d} {figures}")
     print(f"{len(entries)} shipped package(s), {sum(e['bytes'] for e in entries):,d} bytes; docs/pretrained.md has "
           "their RD curves against JPEG, WebP and AVIF")
     return 0

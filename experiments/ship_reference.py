@@ -38,15 +38,15 @@ def pairs(items: list[str]) -> list[tuple[str, Path]]:
     return [(key, Path(path)) for key, path in (item.split("=", 1) for item in items)]
 
 
-def ship_codec_models(name: str, items: list[str], images, out: Path) -> list:
+def ship_codec_models(name: str, items: list[str], images) -> list:
     """Ship each quality's package and return one Evaluation per quality (measured as shipped)."""
     evaluations = []
     for quality, path in sorted(pairs(items), key=lambda p: int(p[0])):
-        shipped = half_precision(load(path))
-        result = evaluate_model(shipped, images)
+        package = load(path)
+        result = evaluate_model(half_precision(package), images)  # the model `ship` writes
         facts = {"bpp": result.bpp, "psnr": result.psnr, "ms_ssim": result.ms_ssim, "images": len(images),
                  "decode_s": result.mean("decode_time")}
-        entry = ship(load(path), name, int(quality), kodak=facts)
+        entry = ship(package, name, int(quality), kodak=facts)
         print(f"{name}:{quality}: {entry['bytes']:,d} bytes, {result.bpp:.4f} bpp, {result.psnr:.3f} dB, "
               f"MS-SSIM {result.ms_ssim:.4f}")
         evaluations.append(result)
@@ -67,7 +67,7 @@ def main() -> None:
     records = []
     for name, items in ((FLOAT_NAME, args.float), (INTEGER_NAME, args.integer)):
         if items:
-            records.append(make_record(name, "shipped (half precision)", ship_codec_models(name, items, images, args.out)))
+            records.append(make_record(name, "shipped (half precision)", ship_codec_models(name, items, images)))
     for scenario, path in pairs(args.sandwich):
         entry = ship(load_package(path), f"sandwich-{scenario}", None)
         print(f"sandwich-{scenario}: {entry['bytes']:,d} bytes")

@@ -46,14 +46,18 @@ def quantize_recipe(args: argparse.Namespace):
     return qat_batches(train, args.calibration_batches), train if args.steps else None, run_dir
 
 
-def write_integer(package, args: argparse.Namespace) -> None:
-    """Write the package to --out (and its graph to --graph) and say what it is."""
+def write_integer(package, args: argparse.Namespace, batches) -> None:
+    """Write the package to --out (and its graph to --graph) and say what it is, with its
+    integer GDN's error measured on the calibration `batches`."""
+    from jaxlic.quant.gdn_error import describe_errors, gdn_errors
     from jaxlic.quant.pipeline import describe
 
     package.save(args.out)
     if args.graph:
         package.integer.save(args.graph)
     print(f"wrote {args.out} ({f'QAT {args.steps} steps' if args.steps else 'post-training'}): {describe(package)}")
+    if package.integer.meta["igdn"]:
+        print(f"integer GDN vs float GDN on the calibration batches: {describe_errors(gdn_errors(package, batches))}")
 
 
 def _quantize(args: argparse.Namespace) -> int:
@@ -62,5 +66,5 @@ def _quantize(args: argparse.Namespace) -> int:
 
     package = load_model(args.model)
     batches, qat, run_dir = quantize_recipe(args)
-    write_integer(quantize(package, batches, qat, run_dir), args)
+    write_integer(quantize(package, batches, qat, run_dir), args, batches)
     return 0

@@ -58,7 +58,7 @@ def _watermark(args: argparse.Namespace) -> int:
     key.carrier_positions(CarrierLayout.of_params(package.params))
     batches, qat, run_dir = quantize_recipe(args)
     term = WatermarkTerm(key, args.user_id, args.strength)
-    write_integer(quantize(package, batches, qat, run_dir, extra_terms=[term], from_integer=True), args)
+    write_integer(quantize(package, batches, qat, run_dir, extra_terms=[term], from_integer=True), args, batches)
     report(args.out, key, args.user_id)
     return 0
 

@@ -45,10 +45,11 @@ def quantize(package: ModelPackage, batches: Sequence[np.ndarray], qat: TrainCon
 
 
 def describe(package: ModelPackage) -> str:
-    """One line about an integer-mode package: its ops (VTA and host), the integer GDN's error
-    bound per layer and the fingerprint."""
+    """One line about an integer-mode package: its ops (VTA and host), the static bound on the
+    integer GDN's normalizer error from beta's rounding and the root's floor, per layer, and the
+    fingerprint (`jaxlic.quant.gdn_error` measures the whole error)."""
     graph = package.integer
     on_vta = sum(op.placement == "vta" for op in graph.ops)
     bounds = ", ".join(f"{k} {v['max_relative_error']:.1e}" for k, v in graph.meta["igdn"].items())
     return (f"{len(graph.ops)} integer ops, {on_vta} for VTA, {len(graph.ops) - on_vta} for the host; "
-            f"integer GDN max relative error: {bounds}; fingerprint {package.fingerprint.hex()}")
+            f"integer GDN bound (beta, root): {bounds}; fingerprint {package.fingerprint.hex()}")

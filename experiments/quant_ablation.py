@@ -17,7 +17,7 @@ experiments/quant_ptq_qat.py (within 0.2% of the float model's for both trained 
 
 Sources: conv weights (all but the last layer), pixel-layer weights, biases, activation
 rounding, activation clamping (the calibrated range, the latent's clamp included), and the
-integer GDN: a = x^2 to 7 bits, gamma
+integer GDN: a = x^2 in its int8 digits (exact since the two-digit pool), gamma
 to int8, beta, the pool's requantization, the root's floor. Then per layer (every source of that
 layer alone).
 """
@@ -100,7 +100,8 @@ def sources(lowered, last: str) -> dict[str, tuple[Policy, Policy, Policy, Polic
         "activation rounding": (never, lambda n: n in outputs, never, never),
         "activation clamping": (never, never, lambda n: n in outputs, never),
         "GDN a = x^2 rounding": (never, lambda n: n.endswith(".pooled"), lambda n: n.endswith(".pooled"), never),
-        "GDN gamma": (lambda n: n.endswith(".pool.weight") or n.endswith(".pool.bias"), never, never, never),
+        "GDN gamma": (lambda n: n.endswith((".pool.weight", ".pool.bias", ".pool_low.weight", ".pool_low.bias")),
+                      never, never, never),
         "GDN beta": (lambda n: n.endswith(".beta.addend"), never, never, never),
         "GDN pool requantize": (never, lambda n: ".pool" in n and not n.endswith(".pooled"),
                                 lambda n: ".pool" in n and not n.endswith(".pooled"), never),

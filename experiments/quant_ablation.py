@@ -17,7 +17,7 @@ experiments/quant_ptq_qat.py (within 0.2% of the float model's for both trained 
 
 Sources: conv weights (all but the last layer), pixel-layer weights, biases, activation
 rounding, activation clamping (the calibrated range, the latent's clamp included), and the
-integer GDN: a = x^2 in its int8 digits (exact since the two-digit pool), gamma
+integer GDN: a = x^2 to 7 bits, gamma
 to int8, beta, the pool's requantization, the root's floor. Then per layer (every source of that
 layer alone).
 """
@@ -100,8 +100,7 @@ def sources(lowered, last: str) -> dict[str, tuple[Policy, Policy, Policy, Polic
         "activation rounding": (never, lambda n: n in outputs, never, never),
         "activation clamping": (never, never, lambda n: n in outputs, never),
         "GDN a = x^2 rounding": (never, lambda n: n.endswith(".pooled"), lambda n: n.endswith(".pooled"), never),
-        "GDN gamma": (lambda n: n.endswith((".pool.weight", ".pool.bias", ".pool_low.weight", ".pool_low.bias")),
-                      never, never, never),
+        "GDN gamma": (lambda n: n.endswith(".pool.weight") or n.endswith(".pool.bias"), never, never, never),
         "GDN beta": (lambda n: n.endswith(".beta.addend"), never, never, never),
         "GDN pool requantize": (never, lambda n: ".pool" in n and not n.endswith(".pooled"),
                                 lambda n: ".pool" in n and not n.endswith(".pooled"), never),
@@ -160,7 +159,7 @@ def main() -> int:
     from jaxlic.quant.export import integerize
     from jaxlic.quant.lowering import calibrate
     from jaxlic.quant.qat import calibration_batches
-    from jaxlic.quant.gdn_error import synthesis_inputs
+    from quant_ptq_qat import latent_symbols
 
     base = load(args.model)
     calibration = calibrate(base.config, base.params, calibration_batches(tuple(map(str, args.data)), 4, 8, 256, 1),
@@ -170,7 +169,7 @@ def main() -> int:
     last = next(op.name for op in rounded.ops if op.output == "pixels").split(".")[0]
     table = sources(rounded, last)
     images = read_images(args.kodak)[:args.images]
-    symbols = [synthesis_inputs(ptq, im[None] / 255.0) for _, im in images]
+    symbols = [latent_symbols(ptq, im[None] / 255.0) for _, im in images]
     inputs = [{k: jnp.asarray(v, jnp.float32) for k, v in s.items()} for s in symbols]
 
     def measure(policy) -> float:

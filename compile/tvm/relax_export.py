@@ -253,7 +253,6 @@ def _lower(builder, graph: IntegerGraph, op: Op, args: list, c: dict):
         "square": (lambda i, t: int32(t[i]) * int32(t[i]), [x]),
         "mul": (lambda i, t, u: int32(t[i]) * int32(u[i]), args),
         "add": (lambda i, t, u: int32(t[i]) + int32(u[i]), args),
-        "sub": (lambda i, t, u: int32(t[i]) - int32(u[i]), args),
         "add_channel": (lambda i, t, addend: int32(t[i]) + addend[i[-1]], [x, c.get("addend")]),
         "isqrt": (_isqrt, [x, c.get("pre_shift")]),
     }.get(op.kind, (None, None))

@@ -37,7 +37,6 @@ HOST_REASONS = {
     "isqrt": "integer square root: a data-dependent select per bit, which the ALU cannot do",
     "scale_index": "table lookup (counts thresholds below x); VTA has no compare or lookup",
     "add": "32-bit add of entropy-decoded latents (cheap; VTA layers read int8 activations)",
-    "sub": "32-bit difference on the host (the low digit of a GDN square; VTA layers read int8 activations)",
     "add_channel": "32-bit offset of entropy-decoded latents (cheap; VTA layers read int8 activations)",
     "leaky_relu": "leaky ReLU between a convolution and its requantize is not fused into VTA layers",
     "requantize": "requantizes a host tensor (only a requantize right after a VTA convolution is fused)",

@@ -168,7 +168,6 @@ INT_OPS: dict[str, Kernel] = {
     "isqrt": lambda op, x, c: _isqrt(jnp.left_shift(jnp.maximum(_int32(x[0]), 0), c["pre_shift"])),
     "mul": lambda op, x, c: _int32(x[0]) * _int32(x[1]),
     "add": lambda op, x, c: _int32(x[0]) + _int32(x[1]),
-    "sub": lambda op, x, c: _int32(x[0]) - _int32(x[1]),
     "add_channel": lambda op, x, c: _int32(x[0]) + c["addend"],
     "scale_index": _int_scale_index,
 }
@@ -185,6 +184,5 @@ FAKE_OPS: dict[str, Kernel] = {
     "isqrt": _fake_isqrt,
     "mul": lambda op, x, c: x[0] * x[1],
     "add": lambda op, x, c: x[0] + x[1],
-    "sub": lambda op, x, c: x[0] - x[1],
     "add_channel": lambda op, x, c: x[0] + c["addend"],
 }

@@ -19,7 +19,6 @@ Ops (x: first input, c: channel = last axis, shifts and constants per output cha
 | isqrt | int16/int32 -> int32 | floor(sqrt(max(x, 0) << pre_shift[c])) | host |
 | mul | (a, b) -> int32 | a * b | host |
 | add | (a, b) -> int32 | a + b | host |
-| sub | (a, b) -> int32 | a - b | host |
 | add_channel | int -> int32 | x + addend[c] | host |
 | scale_index | int32 -> int32 | number of thresholds[c, j] < x | host |
 
@@ -74,7 +73,6 @@ OP_KINDS: dict[str, OpKind] = {
     "isqrt": OpKind(1, ("pre_shift",), (), "host"),
     "mul": OpKind(2, (), (), "host"),
     "add": OpKind(2, (), (), "host"),
-    "sub": OpKind(2, (), (), "host"),
     "add_channel": OpKind(1, ("addend",), (), "host"),
     "scale_index": OpKind(1, ("thresholds",), (), "host"),
 }
@@ -367,14 +365,12 @@ def _infer(op: Op, ins: list[TensorInfo], consts: dict[str, np.ndarray]) -> Tens
             raise _Invalid("pre_shift must be >= 0")
         _, hi = _fits(0, max(x.hi, 0) << int(pre.max()), "the pre-shifted input")
         return TensorInfo(int32, x.channels, 0, int(np.sqrt(hi)))
-    if op.kind in ("mul", "add", "sub"):
+    if op.kind in ("mul", "add"):
         y = ins[1]
         if x.channels != y.channels:
             raise _Invalid(f"inputs have {x.channels} and {y.channels} channels")
         if op.kind == "add":
             return TensorInfo(int32, x.channels, *_fits(x.lo + y.lo, x.hi + y.hi, "the sum"))
-        if op.kind == "sub":
-            return TensorInfo(int32, x.channels, *_fits(x.lo - y.hi, x.hi - y.lo, "the difference"))
         corners = [a * b for a in (x.lo, x.hi) for b in (y.lo, y.hi)]
         return TensorInfo(int32, x.channels, *_fits(min(corners), max(corners), "the product"))
     if op.kind == "add_channel":

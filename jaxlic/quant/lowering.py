@@ -14,12 +14,12 @@ Latent inputs are symbols << k + offset with k >= 0, so the decoded latent (symb
 mean) is exact at 2^-k; medians are rounded to that grid (the package stores the rounded ones).
 
 Inverse GDN in integer form (y = x * N(P), P = beta + sum_j gamma[c, j] * a_j):
-- simplified: a = |x| (int8), P16 = requantize(a (*) gamma + beta) to [0, 32767] (a 1x1 int8
-  convolution with beta as its int32 bias: a GEMM and its requantization, both for VTA), N(P) = P16;
-- GDN: x * x (14 bits) in two int8 digits hi = floor(x^2 / 2^7), lo = x^2 - (hi << 7), each
-  through the same 1x1 int8 GEMM with a 16-bit requantization (for VTA): G_hi at the calibrated
-  exponent e of P's peak, G_lo at e + 7; then on the host G = (G_hi << 8) + (G_lo << 1),
-  P = G + round(beta * 2^(e + 8)) (requantize, add, add_channel) and N(P) = isqrt(P << t),
+- a = |x| (simplified) or requantize(x * x, 7) (GDN), int8;
+- simplified: P16 = requantize(a (*) gamma + beta) to [0, 32767] (a 1x1 int8 convolution with beta
+  as its int32 bias: a GEMM and its requantization, both for VTA), N(P) = P16;
+- GDN: G16 = requantize(a (*) gamma) to [0, 32767] at the calibrated exponent of P's peak (the
+  GEMM and its requantization, for VTA, as before but without beta), then on the host
+  P = (G16 << 8) + round(beta * 2^(e + 8)) (requantize, add_channel) and N(P) = isqrt(P << t),
   t in {6, 7} making the exponent even. Folded into an int16 pool, a small trained beta rounded
   to 0 or 1 unit (a bound of 2.6e-01, and QAT's root gradient at 0 blew up); 8 bits finer it
   keeps its value, and it is at least 1 unit, so N(P) > 0. P < 2^24 stays exact in float32
@@ -315,7 +315,6 @@ def _conv(g: Lowered, name: str, layer, p: dict, x: str, x_exp, target: np.ndarr
 
 
 BETA_SHIFT = 8  # GDN: beta joins the pool 8 bits below P16's unit, so P < 2^24
-LOW_SUM = 1 << 15  # the low square digit's pool sums to int16 at 2^-7 units of P16, i.e. < 2^8 units
 ROOT_SHIFT = 7  # P << 7 < 2^31: isqrt's pre-shift, 6 where the exponent of P is even
 
 
@@ -333,8 +332,18 @@ def _igdn(g: Lowered, name: str, layer: GDN, p: dict, x: str, x_exp, calibration
         g.exponents[norm] = norm_exp
         pooled = norm
     else:
-        fine, e_pool = _square_pool(g, name, gamma, x, x_exp, pool_target)
-        # G < 2^23 - 2^15 and beta <= the calibrated peak < 2^23 units, so P < 2^24; never 0, so N(P) > 0.
+        a = g.requantize(f"{name}.pooled", g.emit(f"{name}.square", "square", [x]), SQUARE_SHIFT, 0, ACT_MAX)
+        weight, pool_exp = quantize_weight(gamma.T[None, None], 2 * x_exp - SQUARE_SHIFT, None, pool_target + 31)
+        acc = g.emit(f"{name}.pool", "conv2d", [a], f"{name}.pool_acc", {"stride": 1, "padding": 0},
+                     weight=weight, bias=jnp.zeros_like(beta))
+        g.exponents[acc] = pool_exp
+        e16 = jnp.minimum(pool_target, pool_exp)
+        gamma16 = g.requantize(f"{name}.pool16", acc, pool_exp - e16, 0, POOL_MAX)
+        g.exponents[gamma16] = e16
+        e_pool = e16 + BETA_SHIFT
+        fine = g.requantize(f"{name}.pool23", gamma16, -BETA_SHIFT, 0, POOL_MAX << BETA_SHIFT)
+        g.exponents[fine] = e_pool
+        # beta <= the calibrated peak < 2^15 units of P16, so P < 2^24; never 0, so N(P) > 0.
         pooled = g.emit(f"{name}.beta", "add_channel", [fine],
                         addend=jnp.clip(round_ste(beta * exp2i(e_pool)), 1, POOL_MAX << BETA_SHIFT))
         g.exponents[pooled] = e_pool
@@ -348,42 +357,6 @@ def _igdn(g: Lowered, name: str, layer: GDN, p: dict, x: str, x_exp, calibration
     g.exponents[name] = e_out
     g.meta.setdefault("igdn", {})[name] = {"simplified": layer.simplified, "pool": pooled, "norm": norm}
     return g.requantize(f"{name}.requantize", prod, prod_exp - e_out, -ACT_MAX, ACT_MAX, output=name), e_out
-
-
-def _square_pool(g: Lowered, name: str, gamma, x: str, x_exp, pool_target) -> tuple[str, jax.Array]:
-    """G = gamma (*) x^2 at 8 bits below the calibrated peak's 16-bit grid, from exact squares.
-
-    x^2 (14 bits) is split into int8 digits, hi = floor(x^2 / 2^7) and lo = x^2 - hi * 2^7 in
-    [0, 127], each multiplied by the same int8 gamma in a 1x1 GEMM with a 16-bit requantization
-    (VTA layers); the host adds hi's sum << 8 and lo's << 1. Both sums are >= 0, so P >= beta.
-    With one rounded 7-bit digit the squares of |x| <= 7 (a third to a half of the activations of
-    trained models) vanished from the pool, and N(P) where only small activations were left was
-    off by up to 99%.
-    """
-    square = g.emit(f"{name}.square", "square", [x])
-    floor = g.emit(f"{name}.floor", "add_channel", [square], addend=jnp.full_like(pool_target, -(1 << (SQUARE_SHIFT - 1))))
-    high = g.requantize(f"{name}.pooled", floor, SQUARE_SHIFT, 0, ACT_MAX)
-    back = g.requantize(f"{name}.pooled_back", high, -SQUARE_SHIFT, 0, ACT_MAX << SQUARE_SHIFT)
-    low = g.requantize(f"{name}.low", g.emit(f"{name}.remainder", "sub", [square, back]), 0, 0, ACT_MAX)
-    weight, pool_exp = quantize_weight(gamma.T[None, None], 2 * x_exp - SQUARE_SHIFT, None, pool_target + 31)
-    e16 = jnp.minimum(pool_target, pool_exp)
-    e_pool = e16 + BETA_SHIFT
-    # The high sum leaves room for the low one's 2^8 units: G < 2^23 - 256 at e16 + 8.
-    digits = ((f"{name}.pool", high, 0, (0, POOL_MAX - (LOW_SUM >> SQUARE_SHIFT))),
-              (f"{name}.pool_low", low, SQUARE_SHIFT, (0, LOW_SUM - 1)))
-    sums = []
-    for digit, source, finer, (lo, hi) in digits:  # the low digit's units are 2^7 finer
-        acc = g.emit(digit, "conv2d", [source], f"{digit}_acc", {"stride": 1, "padding": 0},
-                     weight=weight, bias=jnp.zeros_like(pool_target))
-        g.exponents[acc] = pool_exp + finer
-        p16 = g.requantize(f"{digit}16", acc, pool_exp - e16, lo, hi)
-        g.exponents[p16] = e16 + finer
-        left = BETA_SHIFT - finer
-        sums.append(g.requantize(f"{digit}23", p16, -left, lo << left, hi << left))
-        g.exponents[sums[-1]] = e_pool
-    total = g.emit(f"{name}.pool_sum", "add", sums)
-    g.exponents[total] = e_pool
-    return total, e_pool
 
 
 def _pixels(g: Lowered, name: str, layer, params: dict, x: str, x_exp) -> None:

@@ -52,7 +52,6 @@ OPS: dict[str, Callable[[Mapping[str, int], list[np.ndarray], dict[str, np.ndarr
     "isqrt": lambda a, x, c: intops.isqrt(np.left_shift(np.maximum(_int32(x[0]), 0), c["pre_shift"])),
     "mul": lambda a, x, c: _int32(x[0]) * _int32(x[1]),
     "add": lambda a, x, c: _int32(x[0]) + _int32(x[1]),
-    "sub": lambda a, x, c: _int32(x[0]) - _int32(x[1]),
     "add_channel": lambda a, x, c: _int32(x[0]) + c["addend"],
     "scale_index": lambda a, x, c: _scale_index(x[0], c["thresholds"]),
 }

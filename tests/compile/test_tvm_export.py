@@ -47,8 +47,7 @@ def every_op_graph(transpose_padding: int = 2) -> IntegerGraph:
         Op("sqrt", "isqrt", ("p16",), "root", {}, {"pre_shift": "pre"}),
         Op("mul", "mul", ("d8", "root"), "prod"),
         Op("add", "add", ("prod", "sq"), "sum"),
-        Op("sub", "sub", ("sum", "prod"), "diff"),
-        Op("shift", "add_channel", ("diff",), "shifted", {}, {"addend": "addend"}),
+        Op("shift", "add_channel", ("sum",), "shifted", {}, {"addend": "addend"}),
         Op("index", "scale_index", ("shifted",), "index", {}, {"thresholds": "thresholds"}),
         Op("out", "requantize", ("shifted",), "out", {"lo": 0, "hi": 255}, {"shift": "out.shift"}),
     )

@@ -141,6 +141,22 @@ def test_every_accumulator_is_bounded(package):
             in_max = context_params.ACT_MAX
 
 
+@pytest.mark.parametrize("k, stride, transpose", [(5, 1, False), (1, 1, False), (5, 2, False), (5, 2, True),
+                                                (3, 1, True)])
+def test_jitted_convolutions_equal_numpy_taps(k, stride, transpose):
+    """The jax backend's matrix-product convolutions give NumPy's tap-by-tap integers exactly, at
+    the largest inputs (2^24) and weights (2^15), odd sizes and 1x1."""
+    import jax
+
+    rng = np.random.default_rng(k * 10 + stride)
+    w = rng.integers(-context_params.WEIGHT_MAX, context_params.WEIGHT_MAX + 1, (k, k, 6, 5)).astype(np.float64)
+    for h, wd in ((7, 6), (1, 1)):
+        x = rng.integers(-context_params.LATENT_MAX, context_params.LATENT_MAX + 1, (1, h, wd, 6)).astype(np.float64)
+        with jax.enable_x64(True):
+            got = np.asarray(jax.jit(context_params._jax_conv, static_argnums=(2, 3))(x, w, transpose, stride))
+        np.testing.assert_array_equal(got, context_params._np_conv(x, w, transpose, stride))
+
+
 # --- whole images (slow: ELIC's transforms and the jitted passes compile per shape) ---------
 
 @pytest.mark.slow

@@ -16,6 +16,12 @@ Subcommands:
   run     eval-mode forward of an exported state on the NCHW float32 images of --images (.npz,
           keys 0, 1, ...); to --out (.npz): ``{i}/x_hat``, ``{i}/likelihoods/y``,
           ``{i}/likelihoods/z`` (NCHW).
+  serve   a worker for side-by-side benchmarks: JSON requests on stdin, one JSON reply line each
+          on stdout. ``{"load": state.npz, "arch", "groups", "threads"}`` builds the model (CDF
+          tables from ``update()``); ``{"image": png, "out": npy}`` times ``model.compress`` and
+          ``model.decompress`` of that image (CPU, no grad) and replies the seconds, the bytes of
+          every string, whether the decoded y_hat equals the encoder's, and writes the decoded
+          uint8 H x W x 3 image to ``out``. The caller's clock never sees torch start up.
 
 Rescaling (deterministic; eval mode, on compressai_peer.synthetic_batch images): the last conv
 of g_a is scaled until std(y) == --y-std and the last conv of h_a until std(z) == --z-std; then,
@@ -30,11 +36,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-from compressai_peer import PeerError, _torch, load_state, run_command, synthetic_batch
+from compressai_peer import (PeerError, _torch, crop, load_state, pad_to_multiple, read_image, run_command,
+                             synthetic_batch)
 
 ARCHS = ("elic2022", "elic2022-chandelier")
 
@@ -143,13 +151,18 @@ def cmd_export(args) -> None:
     print(json.dumps({"out": str(args.out), "tensors": len(model.state_dict())}))
 
 
+def _load(arch: str, groups: list[int], path: Path):
+    """An exported state in an eval-mode model of its N and M."""
+    state = load_state(path)
+    model = build_model(arch, state["g_a.0.weight"].shape[0], state["g_a.13.weight"].shape[0], groups).eval()
+    model.load_state_dict(state)
+    return model
+
+
 def cmd_run(args) -> None:
     torch = _torch()
     torch.set_num_threads(1)
-    state = load_state(args.state)
-    n, m = state["g_a.0.weight"].shape[0], state["g_a.13.weight"].shape[0]
-    model = build_model(args.arch, n, m, args.groups).eval()
-    model.load_state_dict(state)
+    model = _load(args.arch, args.groups, args.state)
     out = {}
     with np.load(args.images) as images, torch.no_grad():
         for i in range(len(images.files)):
@@ -159,6 +172,42 @@ def cmd_run(args) -> None:
                 out[f"{i}/likelihoods/{name}"] = likelihoods.numpy()
     np.savez(args.out, **out)
     print(json.dumps({"out": str(args.out), "images": len(out) // 3}))
+
+
+def _code_timed(model, request: dict) -> dict:
+    """One image through model.compress / model.decompress, timed (see `serve`)."""
+    torch = _torch()
+    x, pad = pad_to_multiple(read_image(Path(request["image"])))
+    seen = []  # the y_hat that decompress feeds g_s
+    handle = model.g_s.register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0].clone()))
+    try:
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            encoded = model.compress(x)
+            t1 = time.perf_counter()
+            decoded = model.decompress(encoded["strings"], encoded["shape"])
+            t2 = time.perf_counter()
+    finally:
+        handle.remove()
+    pixels = crop(decoded["x_hat"], pad)[0].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+    np.save(request["out"], pixels)
+    return {"encode_s": t1 - t0, "decode_s": t2 - t1, "bytes": sum(len(s[0]) for s in encoded["strings"]),
+            "y_hat_exact": bool(torch.equal(seen[0], encoded["y_hat"]))}
+
+
+def cmd_serve(args) -> None:
+    torch = _torch()
+    model = None
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "load" in request:
+            torch.set_num_threads(int(request["threads"]))
+            model = _load(request["arch"], request["groups"], Path(request["load"]))
+            model.update(force=True)
+            reply = {"threads": torch.get_num_threads(), "torch": torch.__version__}
+        else:
+            reply = _code_timed(model, request)
+        print(json.dumps(reply), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--state", type=Path, required=True)
     p.add_argument("--images", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
+    p = sub.add_parser("serve", help="benchmark worker (JSON lines on stdin/stdout)")
+    p.set_defaults(handler=cmd_serve)
     return run_command(parser, argv)
 
 

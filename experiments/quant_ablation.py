@@ -142,7 +142,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help="trained float package")
+    parser.add_argument("--model", required=True, help="trained float package, or NAME:QUALITY of a shipped model")
     parser.add_argument("--data", type=Path, action="append", required=True, help="calibration folder (repeatable)")
     parser.add_argument("--kodak", type=Path, default=Path("../shared/data/kodak"))
     parser.add_argument("--images", type=int, default=6, help="first N Kodak images")
@@ -153,7 +153,7 @@ def main() -> int:
 
     import jax.numpy as jnp
 
-    from jaxlic.codec import load
+    from jaxlic.pretrained import load_model
     from jaxlic.images import read_images
     from jaxlic.quant import execute
     from jaxlic.quant.export import integerize
@@ -161,7 +161,7 @@ def main() -> int:
     from jaxlic.quant.qat import calibration_batches
     from quant_ptq_qat import latent_symbols
 
-    base = load(args.model)
+    base = load_model(args.model)
     calibration = calibrate(base.config, base.params, calibration_batches(tuple(map(str, args.data)), 4, 8, 256, 1),
                             args.clipping)
     ptq = integerize(base.config, base.params, calibration)

@@ -31,7 +31,7 @@ def kodak(package, images) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help="trained float package")
+    parser.add_argument("--model", required=True, help="trained float package, or NAME:QUALITY of a shipped model")
     parser.add_argument("--data", type=Path, action="append", required=True, help="training folder (repeatable)")
     parser.add_argument("--kodak", type=Path, default=Path("../shared/data/kodak"))
     parser.add_argument("--out", type=Path, required=True)
@@ -42,7 +42,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
 
-    from jaxlic.codec import load
+    from jaxlic.pretrained import load_model
     from jaxlic.images import read_images
     from jaxlic.quant.export import integerize
     from jaxlic.quant.gdn_error import gdn_errors
@@ -52,7 +52,7 @@ def main() -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     folders = tuple(map(str, args.data))
-    base = load(args.model)
+    base = load_model(args.model)
     batches = calibration_batches(folders, 4, 8, 256, 1)  # `jaxlic quantize`'s defaults (seed 0 + 1)
     calibration = calibrate(base.config, base.params, batches)
     ptq = integerize(base.config, base.params, calibration)

@@ -66,24 +66,27 @@ def _convt(name: str, cin: int, cout: int, clamp=(-128, 127)) -> ConvLayer:
     return ConvLayer(name, cin, cout, 5, 2, 2, True, 1, _shift(cin * 25 / 4), clamp)
 
 
-def decoder(arch: str, resolution: tuple[int, int], channels: tuple[int, int]) -> Network:
-    """The decoder graph of an image of (width, height) pixels, padded as CompressAI pads it."""
+def decoder(arch: str, resolution: tuple[int, int], channels: tuple[int, int],
+            hidden: tuple[int, int, int] | None = None) -> Network:
+    """The decoder graph of an image of (width, height) pixels, padded as CompressAI pads it;
+    `hidden`: the output channels of g_s.0, g_s.2 and g_s.4 of a channel-pruned model (default N)."""
     if arch not in ARCHS:
         raise VTAScheduleError(f"unknown model architecture {arch!r}; choose one of {ARCHS}")
     n, m = channels
+    h0, h1, h2 = hidden or (n, n, n)
     width, height = resolution
     multiple = 64 if arch == "hyperprior" else 16
     lat_h, lat_w = -(-height // multiple) * multiple // 16, -(-width // multiple) * multiple // 16
     steps: list[Step] = []
     inputs = {"y": (lat_h, lat_w, m)}
     x = "y"
-    for i, (cin, cout) in enumerate([(m, n), (n, n), (n, n), (n, 3)]):
+    for i, (cin, cout) in enumerate([(m, h0), (h0, h1), (h1, h2), (h2, 3)]):
         out = f"g_s.{2 * i}"
         steps.append(Step("conv", out, (x,), _convt(out, cin, cout)))
         x = out
         if i < 3:
             steps.append(Step("abs", f"{out}.abs", (x,)))
-            pool = ConvLayer(f"igdn{i}.pool", n, n, 1, shift=_shift(n) + 1, clamp=(0, 127))
+            pool = ConvLayer(f"igdn{i}.pool", cout, cout, 1, shift=_shift(cout) + 1, clamp=(0, 127))
             steps.append(Step("conv", f"igdn{i}.pool", (f"{out}.abs",), pool))
             steps.append(Step("igdn", f"igdn{i}", (x, f"igdn{i}.pool")))
             x = f"igdn{i}"

@@ -12,26 +12,45 @@ from jaxlic.cli import add_force_option, check_paths, model_spec
 from jaxlic.images import MAX_PIXELS
 
 BITSTREAM_SUFFIX = ".jxlc"
+LADDER_FLAGS = {"budget_kmac": "--budget-kmac", "mean_budget": "--mean-budget", "budget_fps": "--budget-fps",
+                "board": "--board", "lmbda": "--lambda", "bpp": "--bpp"}
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("compress", help="encode images (files or a folder) into bitstreams")
     p.add_argument("input", type=Path, help="an image file or a folder of images")
     p.add_argument("output", type=Path, help="bitstream file, or folder when the input is a folder")
-    p.add_argument("--model", required=True, type=model_spec, help="model package (.jxlm) or NAME:QUALITY of a shipped model")
+    _add_model_options(p, "model package (.jxlm) or NAME:QUALITY of a shipped model")
+    ladder = p.add_argument_group("complexity-aware encoding (with --ladder; jaxlic.codec.ladder)")
+    ladder.add_argument("--budget-kmac", type=float, metavar="K", help="decoder kMAC/pixel per image")
+    ladder.add_argument("--mean-budget", action="store_true",
+                        help="--budget-kmac bounds the pixel-weighted mean over the images instead of each image")
+    ladder.add_argument("--budget-fps", type=float, metavar="FPS", help="decode rate per image on --board (VTA layers' cycle model)")
+    ladder.add_argument("--board", help="VTA config name (vta_configs/) or JSON path for --budget-fps")
+    target = ladder.add_mutually_exclusive_group()
+    target.add_argument("--lambda", dest="lmbda", type=float, metavar="L",
+                        help="per image the least bpp + lambda * MSE (0..255 pixels; the zoo's lambdas, e.g. 0.0067)")
+    target.add_argument("--bpp", type=float, help="target mean bpp of the images: the highest mean PSNR that meets it")
     _add_codec_options(p)
     p.set_defaults(func=_compress)
 
     p = subparsers.add_parser("decompress", help="decode bitstreams into PNG images")
     p.add_argument("input", type=Path, help="a bitstream or a folder of bitstreams")
     p.add_argument("output", type=Path, help="image file, or folder when the input is a folder")
-    p.add_argument("--model", required=True, type=model_spec, help="model package that encoded them")
+    _add_model_options(p, "model package that encoded them")
     _add_codec_options(p)
     p.set_defaults(func=_decompress)
 
     p = subparsers.add_parser("info", help="what a bitstream or model package holds")
     p.add_argument("file", type=Path)
     p.set_defaults(func=_info)
+
+
+def _add_model_options(parser, help_model: str) -> None:
+    models = parser.add_mutually_exclusive_group(required=True)
+    models.add_argument("--model", type=model_spec, help=help_model)
+    models.add_argument("--ladder", nargs="+", type=model_spec, metavar="PKG",
+                        help="several packages: compress picks one per image, decompress the one that made each stream")
 
 
 def _add_codec_options(parser) -> None:
@@ -47,7 +66,7 @@ def _pairs(args, inputs: list[Path], suffix: str) -> list[tuple[Path, Path]]:
         pairs = [(f, target / f.relative_to(source).with_suffix(suffix)) for f in inputs]
     else:
         pairs = [(source, target)]
-    check_paths([args.model, *inputs], [out for _, out in pairs], args.force)
+    check_paths([*(args.ladder or [args.model]), *inputs], [out for _, out in pairs], args.force)
     return pairs
 
 
@@ -57,11 +76,16 @@ def _compress(args: argparse.Namespace) -> int:
     from jaxlic.images import atomic_path, list_images
 
     inputs = list_images(args.input) if args.input.is_dir() else [args.input]
+    budget = _ladder_budget(args)
     pairs = _pairs(args, inputs, BITSTREAM_SUFFIX)
-    package = load_model(args.model)
+    if args.ladder:
+        streams = _ladder_streams(args, budget, pairs)
+    else:
+        package = load_model(args.model)
+        streams = (compress(package, source, args.max_pixels) for source, _ in pairs)
     total_bytes = total_pixels = 0
-    for source, target in tqdm(pairs, desc="compress", unit="img", disable=len(inputs) < 2):
-        data = compress(package, source, args.max_pixels)
+    for (source, target), data in tqdm(zip(pairs, streams), total=len(pairs), desc="compress", unit="img",
+                                       disable=len(inputs) < 2 or bool(args.ladder)):
         with atomic_path(target) as tmp:
             tmp.write_bytes(data)
         header = Bitstream.from_bytes(data)
@@ -71,8 +95,38 @@ def _compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ladder_budget(args: argparse.Namespace):
+    """The --ladder options as a Budget, after checking they come with --ladder and a target."""
+    from jaxlic.codec.ladder import Budget
+    from jaxlic.errors import ConfigError
+
+    given = [flag for key, flag in LADDER_FLAGS.items() if getattr(args, key) not in (None, False)]
+    if not args.ladder:
+        if given:
+            raise ConfigError(f"{', '.join(given)}: options of --ladder; give --ladder PKG [PKG ...] instead of --model")
+        return None
+    if args.lmbda is None and args.bpp is None:
+        raise ConfigError("--ladder needs a target: --lambda (e.g. 0.0067, quality 3's) or --bpp")
+    return Budget(args.budget_kmac, args.budget_fps, args.board, args.mean_budget)
+
+
+def _ladder_streams(args: argparse.Namespace, budget, pairs: list[tuple[Path, Path]]) -> list[bytes]:
+    """Every image coded with every package the budget allows, then one stream per image chosen."""
+    from jaxlic.codec.ladder import build_ladder, choose, code_all
+    from jaxlic.pretrained import load_model
+
+    rungs = build_ladder((str(spec), load_model(spec)) for spec in args.ladder)
+    coded = code_all(rungs, [(str(source), source) for source, _ in pairs], budget, args.max_pixels)
+    choice = choose(coded, rungs, budget, args.lmbda, args.bpp)
+    for r, rung in enumerate(rungs):
+        print(f"{rung.name}: {rung.kmac:.2f} kMAC/pixel, {int((choice.rungs == r).sum())} image(s)")
+    print(f"mean decoder {choice.kmac:.2f} kMAC/pixel ({budget})")
+    return [coded.data[i][r] for i, r in enumerate(choice.rungs)]
+
+
 def _decompress(args: argparse.Namespace) -> int:
     from jaxlic.codec import decompress
+    from jaxlic.codec.ladder import package_for
     from jaxlic.pretrained import load_model
     from jaxlic.errors import DataError
     from jaxlic.images import write_image
@@ -81,9 +135,11 @@ def _decompress(args: argparse.Namespace) -> int:
     if not inputs:
         raise DataError(f"{args.input}: no {BITSTREAM_SUFFIX} bitstreams in this folder or its sub-folders")
     pairs = _pairs(args, inputs, ".png")
-    package = load_model(args.model)
+    packages = [(str(spec), load_model(spec)) for spec in args.ladder or [args.model]]
     for source, target in tqdm(pairs, desc="decompress", unit="img", disable=len(inputs) < 2):
-        write_image(target, decompress(package, source.read_bytes(), max_pixels=args.max_pixels))
+        data = source.read_bytes()
+        package = package_for(packages, data)[1] if args.ladder else packages[0][1]
+        write_image(target, decompress(package, data, max_pixels=args.max_pixels))
     print(f"{len(inputs)} image(s) decoded")
     return 0
 

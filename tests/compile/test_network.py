@@ -9,8 +9,8 @@ from compile.vta.network import decoder, layer_table, lower_network, random_para
 from compile.vta.sizing import size_model
 
 
-def _run(arch, resolution, width, config_name, seed=0):
-    network = decoder(arch, resolution, width_channels(width))
+def _run(arch, resolution, width, config_name, seed=0, hidden=None):
+    network = decoder(arch, resolution, width_channels(width), hidden)
     params = random_params(network, seed)
     rng = np.random.default_rng(seed + 1)
     inputs = {k: rng.integers(-40, 40, (1, *shape), dtype=np.int8) for k, shape in network.inputs.items()}
@@ -27,6 +27,13 @@ def test_decoder_bit_exact(arch, resolution, width):
         np.testing.assert_array_equal(got, want[name])
         assert want[name].std() > 1  # random layers still carry signal to the end
     assert counters.gemm_counter > 0 and counters.inp_load_nbytes > 0
+
+
+def test_channel_pruned_decoder_bit_exact():
+    """g_s with other channels per layer (a channel-pruned package's `hidden`)."""
+    outputs, want, _, lowered = _run("factorized", (64, 32), 0.25, "pynq", hidden=(24, 40, 16))
+    np.testing.assert_array_equal(outputs["g_s.6"], want["g_s.6"])
+    assert [lowered.network.steps[i].layer.out_channels for i in (0, 4, 8)] == [24, 40, 16]
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from jaxlic.errors import JaxlicError, PathError
 
 # Command groups, imported lazily so `jaxlic --help` stays fast.
 COMMAND_MODULES = (
+    "jaxlic.cli.asym_cmds",
     "jaxlic.cli.codec_cmds",
     "jaxlic.cli.demo_cmds",
     "jaxlic.cli.distill_cmds",

@@ -30,7 +30,7 @@ class FactorizedPrior(nn.Module):
     def setup(self):
         c = self.config
         self.g_a = analysis_layers(c.hidden_channels[:3], c.M, c.gdn)
-        self.g_s = synthesis_layers(c.hidden_channels[3:], c.gdn)
+        self.g_s = synthesis_layers(c.hidden_channels[3:], c.gdn, c.decoder)
         self.entropy_bottleneck = EntropyBottleneck(c.M)
 
     def analysis(self, x: jax.Array) -> jax.Array:
@@ -55,7 +55,7 @@ class ScaleHyperprior(FactorizedPrior):
     def setup(self):
         c = self.config
         self.g_a = analysis_layers(c.hidden_channels[:3], c.M, c.gdn)
-        self.g_s = synthesis_layers(c.hidden_channels[3:], c.gdn)
+        self.g_s = synthesis_layers(c.hidden_channels[3:], c.gdn, c.decoder)
         self.h_a = self.hyper_analysis_layers()
         self.h_s = self.hyper_synthesis_layers()
         self.entropy_bottleneck = EntropyBottleneck(c.N)

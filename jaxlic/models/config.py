@@ -14,6 +14,10 @@ GDN_KINDS = ("gdn", "simplified")
 # The transform layers whose output channels may differ from N (each feeds a GDN); a
 # channel-pruned model lists its counts for these in `ModelConfig.hidden`, in this order.
 HIDDEN_LAYERS = ("g_a_0", "g_a_2", "g_a_4", "g_s_0", "g_s_2", "g_s_4")
+# Kinds of the four synthesis blocks of a Balle/Minnen g_s (`ModelConfig.decoder`): blocks 0-2
+# (g_s_{2i} and the slot g_s_{2i+1} after it) and block 3 (g_s_6, to RGB); see jaxlic.train.asym.
+HIDDEN_BLOCKS = ("igdn", "sgdn", "relu", "res")
+OUTPUT_BLOCKS = ("deconv5", "deconv3")
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class ModelConfig:
     gdn: str = "gdn"
     lmbda: float = 0.0
     hidden: tuple[int, ...] = ()  # per-layer channels of HIDDEN_LAYERS; empty: all N
+    decoder: tuple[str, ...] = ()  # kinds of the 4 g_s blocks (HIDDEN_BLOCKS x 3, OUTPUT_BLOCKS); empty: the zoo's
 
     def __post_init__(self):
         if not 1 <= self.quality <= len(MSE_LAMBDAS):
@@ -43,6 +48,13 @@ class ModelConfig:
                             or not all(isinstance(c, int) and c >= 1 for c in self.hidden)):
             raise ConfigError(f"hidden must be {len(HIDDEN_LAYERS)} positive channel counts "
                               f"(for {', '.join(HIDDEN_LAYERS)}), got {list(self.hidden)}")
+        if not isinstance(self.decoder, (tuple, list)):
+            raise ConfigError(f"decoder must be a list of block kinds, got {self.decoder!r}")
+        object.__setattr__(self, "decoder", tuple(self.decoder))
+        if self.decoder and (len(self.decoder) != 4 or any(k not in HIDDEN_BLOCKS for k in self.decoder[:3])
+                             or self.decoder[3] not in OUTPUT_BLOCKS):
+            raise ConfigError(f"decoder must be 3 blocks of {HIDDEN_BLOCKS} then one of {OUTPUT_BLOCKS}, "
+                              f"got {list(self.decoder)}")
 
     @property
     def hidden_channels(self) -> tuple[int, ...]:
@@ -52,11 +64,12 @@ class ModelConfig:
     def to_json(self) -> str:
         """Canonical JSON (sorted keys), the form that is hashed into fingerprints.
 
-        `hidden` is left out while empty, so configs (and fingerprints) from before it existed
-        are unchanged."""
+        `hidden` and `decoder` are left out while empty, so configs (and fingerprints) from
+        before they existed are unchanged."""
         data = dataclasses.asdict(self)
-        if not self.hidden:
-            del data["hidden"]
+        for key in ("hidden", "decoder"):
+            if not data[key]:
+                del data[key]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod

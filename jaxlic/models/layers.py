@@ -51,13 +51,39 @@ def analysis_layers(hidden: Sequence[int], M: int, gdn_kind: str) -> list[nn.Mod
     return [conv(a), gdn(gdn_kind), conv(b), gdn(gdn_kind), conv(c), gdn(gdn_kind), conv(M)]
 
 
-def synthesis_layers(hidden: Sequence[int], gdn_kind: str) -> list[nn.Module]:
-    """g_s: four stride-2 5x5 transposed convolutions (`hidden` channels, then 3) with inverse GDN."""
-    a, b, c = hidden
-    return [
-        deconv(a), gdn(gdn_kind, True), deconv(b), gdn(gdn_kind, True),
-        deconv(c), gdn(gdn_kind, True), deconv(3),
-    ]
+class ResidualUnit(nn.Module):
+    """x + 1x1(ReLU(1x1(x))) through C/2 channels: a light slot in place of an inverse GDN (same
+    C^2 MACs per position, no division or root)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c = x.shape[-1]
+        return x + Conv(c, 1, 1, name="expand")(nn.relu(Conv(max(1, c // 2), 1, 1, name="reduce")(x)))
+
+
+def synthesis_block(kind: str, features: int) -> list[nn.Module]:
+    """One g_s block: a stride-2 transposed conv and (but for the last block) the slot after it.
+
+    Kinds (`ModelConfig.decoder`): igdn / sgdn / relu (5x5, then inverse GDN, simplified inverse
+    GDN or ReLU), res (3x3, then a `ResidualUnit`), and for the last block deconv5 / deconv3."""
+    if kind in ("deconv5", "deconv3"):
+        return [deconv(features, 5 if kind == "deconv5" else 3)]
+    if kind == "res":
+        return [deconv(features, 3), ResidualUnit()]
+    return [deconv(features), relu() if kind == "relu" else gdn("simplified" if kind == "sgdn" else "gdn", True)]
+
+
+def synthesis_layers(hidden: Sequence[int], gdn_kind: str, blocks: Sequence[str] = ()) -> list[nn.Module]:
+    """g_s: four stride-2 5x5 transposed convolutions (`hidden` channels, then 3) with inverse GDN,
+    or the `blocks` of a staged decoder (`ModelConfig.decoder`, jaxlic.train.asym)."""
+    kinds = tuple(blocks) or zoo_blocks(gdn_kind)
+    return [layer for kind, features in zip(kinds, (*hidden, 3)) for layer in synthesis_block(kind, features)]
+
+
+def zoo_blocks(gdn_kind: str) -> tuple[str, ...]:
+    """The zoo's g_s as `ModelConfig.decoder` block kinds."""
+    slot = "sgdn" if gdn_kind == "simplified" else "igdn"
+    return (slot, slot, slot, "deconv5")
 
 
 def run(layers: list[nn.Module], x: jax.Array) -> jax.Array:

@@ -20,6 +20,9 @@ ARCHITECTURES = {
     "lalic": Lalic,
 }
 
+# Architectures whose g_s is built from `ModelConfig.decoder` blocks (Balle/Minnen).
+BLOCK_DECODERS = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean")
+
 # (N, M) per quality, from CompressAI's zoo.
 _CHANNELS = {
     "bmshj2018-factorized": {q: (128, 192) if q <= 5 else (192, 320) for q in range(1, 9)},
@@ -57,6 +60,9 @@ def build_model(config: ModelConfig):
     """The Flax module for a configuration."""
     if config.arch not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {config.arch!r}")
+    if config.decoder and config.arch not in BLOCK_DECODERS:
+        raise ConfigError(f"{config.arch} has no g_s blocks to choose (decoder {list(config.decoder)}); "
+                          f"staged decoders are for {', '.join(BLOCK_DECODERS)}")
     return ARCHITECTURES[config.arch](config)
 
 

@@ -115,6 +115,12 @@ def _keep_top(scores: np.ndarray, fraction: float) -> np.ndarray:
     return mask.reshape(scores.shape)
 
 
+def channel_scores(kernel: np.ndarray, outgoing: np.ndarray) -> np.ndarray:
+    """Per output channel of `kernel`: ||incoming kernel|| x ||outgoing kernel (next layer's input)||."""
+    return (np.linalg.norm(kernel.reshape(-1, kernel.shape[-1]), axis=0)
+            * np.linalg.norm(np.moveaxis(outgoing, 2, 0).reshape(kernel.shape[-1], -1), axis=1))
+
+
 def prune_masks(kind: str, params: PyTree, masks: dict[str, np.ndarray], fraction: float) -> dict[str, np.ndarray]:
     """New masks with `fraction` of each layer pruned (what is pruned stays pruned)."""
     new = {}
@@ -122,8 +128,7 @@ def prune_masks(kind: str, params: PyTree, masks: dict[str, np.ndarray], fractio
         kernel = np.asarray(params[layer]["kernel"]) * mask
         if kind == "channel":
             outgoing = np.asarray(params[_following(layer)[1]]["kernel"]) * mask[:, None]
-            scores = (np.linalg.norm(kernel.reshape(-1, kernel.shape[-1]), axis=0)
-                      * np.linalg.norm(np.moveaxis(outgoing, 2, 0).reshape(kernel.shape[-1], -1), axis=1))
+            scores = channel_scores(kernel, outgoing)
         else:
             scores = np.abs(kernel)
         new[layer] = _keep_top(scores, fraction) * mask

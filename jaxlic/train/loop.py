@@ -66,6 +66,8 @@ class Trainer:
         self.progress = progress
         self.tx = make_optimizer(config.learning_rate, config.steps, config.clip_norm,
                                  config.warmup, config.decay)
+        if task.optimizer is not None:
+            self.tx = task.optimizer(self.tx)
         self.step_fn = make_train_step(task.forward, task.terms, self.tx, task.forward_state is not None)
         self.parallel = data_parallel(config.batch_size)
         self.primary = is_primary()

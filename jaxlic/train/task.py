@@ -37,6 +37,8 @@ class Task:
     # finalize take that state as their last argument, and between_steps may replace it
     # (`jaxlic.train.step.FORWARD_STATE`).
     forward_state: Callable[[PyTree], PyTree] | None = None
+    # wraps the run's optimizer (e.g. a smaller learning rate for part of the parameters)
+    optimizer: Callable[[Any], Any] | None = None
 
 
 def codec_task(model_config: ModelConfig, metric: str = "mse", extra_terms: Sequence[LossTerm] = (),

@@ -1,4 +1,4 @@
-"""Every training command (train, distill, prune, and the QAT runs of quantize and watermark)
+"""Every training command (train, distill, prune, asym, and the QAT runs of quantize and watermark)
 takes its TrainConfig flags from the dataclass, one flag per field."""
 
 import dataclasses
@@ -12,7 +12,8 @@ from jaxlic.train.loop import TrainConfig
 
 @pytest.mark.parametrize("command", [["train"], ["distill", "--teacher", "t", "--width", "0.5"],
                                      ["prune", "--model", "m", "--schedule", "1:0.5"], ["quantize", "--model", "m"],
-                                     ["watermark", "--model", "m", "--key", "k"]])
+                                     ["watermark", "--model", "m", "--key", "k"],
+                                     ["asym", "--init", "m", "--stage", "2=res"]])
 def test_every_train_config_field_has_a_flag(command):
     """Fails when a TrainConfig field cannot be set from a training command."""
     values = {"data": ("a", "b"), "steps": 7, "batch_size": 3, "crop": 48, "learning_rate": 0.25, "warmup": 2,

@@ -23,7 +23,7 @@ WIDTH = 0.15  # N=29, M=48: groups (2, 2, 4, 8, 32)
 
 def random_params(model, seed: int) -> dict:
     """PyTorch-style uniform parameters drawn with NumPy, the entropy bottleneck's from its own
-    init: a Flax init of the whole model compiles for minutes (eagerly or jitted)."""
+    init: a Flax init of the whole model compiles for minutes (eagerly or jitted). Any zoo model."""
     rng = np.random.default_rng(seed)
 
     def draw(leaf):
@@ -31,7 +31,7 @@ def random_params(model, seed: int) -> dict:
         return jnp.asarray(rng.uniform(-bound, bound, leaf.shape), jnp.float32)
 
     params = jax.tree_util.tree_map(draw, jax.eval_shape(lambda: init_params(model, 0)))
-    N = model.config.N
+    N = model.config.N if model.hyper else model.config.M  # the factorized prior codes y itself
     params["entropy_bottleneck"] = EntropyBottleneck(N).init(
         jax.random.PRNGKey(seed), jnp.zeros((1, 1, 1, N)), "round")["params"]
     return params

@@ -10,14 +10,14 @@ is coded once with every package (real bitstreams, decoded: `jaxlic.codec.ladder
 the curves are then chosen from those measurements:
 - a fixed family: its four qualities, the same for every image;
 - the ladder under a budget: at target mean rates (the anchor family's four bpps and the
-  midpoints), per image the package of least bpp - t * PSNR (`choose(..., bpp=...)`), either
+  midpoints, those the ladder reaches under the budget), per image the package of least bpp - t * PSNR (`choose(..., bpp=...)`), either
   capped per image at the budget ("cap") or with the budget on the mean kMAC/pixel over the
   images ("mean"); budgets are each family's kMAC/pixel and the midpoints between them;
 - "qualities only": one family's four qualities chosen per image (no complexity choice), which
   separates the gain of per-image rate allocation from that of spending complexity unevenly;
   once more with --lambdas (least bpp + lambda * MSE, the `--lambda` objective) for the top family.
 BD-rate (PCHIP, mean PSNR over images against mean bpp) is against the cheapest fixed family
-whose kMAC/pixel is at least the budget. Writes OUT/ladder.json and OUT/ladder.md; each
+whose kMAC/pixel is at least the budget, and against the costliest one within it. Writes OUT/ladder.json and OUT/ladder.md; each
 package's measurements stay in OUT/coded/ (a rerun codes only packages it has not seen).
 """
 
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from distill_common import markdown_table  # noqa: E402
 from jaxlic.codec.ladder import Budget, Coded, build_ladder, choose, code_all, decoder_fps  # noqa: E402
-from jaxlic.errors import DataError  # noqa: E402
+from jaxlic.errors import ConfigError, DataError  # noqa: E402
 from jaxlic.eval.bdrate import bd_psnr, bd_rate  # noqa: E402
 from jaxlic.images import read_images  # noqa: E402
 from jaxlic.models.config import MSE_LAMBDAS  # noqa: E402
@@ -60,10 +60,10 @@ def measured(rungs: list, images: list, cache: Path) -> Coded:
         coded = code_all(fresh, images)
         cache.mkdir(parents=True, exist_ok=True)
         for r, rung in enumerate(fresh):
-            path(rung).write_text(json.dumps({"package": rung.name, "images": names, "pixels": coded.pixels.tolist(),
+            path(rung).write_text(json.dumps({"package": rung.name, "images": names,
                                               "bpp": coded.bpp[:, r].tolist(), "mse": coded.mse[:, r].tolist()}))
     columns = [json.loads(path(r).read_text()) for r in rungs]
-    return Coded(names, np.array(columns[0]["pixels"]), [[None] * len(rungs) for _ in names],
+    return Coded(names, np.array([image.shape[:2] for _, image in images]), [[None] * len(rungs) for _ in names],
                  np.array([c["bpp"] for c in columns]).T, np.array([c["mse"] for c in columns]).T)
 
 
@@ -113,28 +113,37 @@ def main() -> None:
             targets = [{"bpp": b} for b in sorted(rates + [(a + b) / 2 for a, b in zip(rates, rates[1:])])]
         points = []
         for target in targets:
-            choice = choose(view, sub, budget, **target)
+            try:
+                choice = choose(view, sub, budget, **target)
+            except ConfigError:  # a rate below what these packages reach under this budget: no point
+                continue
             rows = (np.arange(len(images)), choice.rungs)
             points.append({**target, "bpp": choice.bpp, "psnr": mean_psnr(view.mse[rows]),
                            "kmac": choice.kmac, "picks": [sub[r].name for r in choice.rungs]})
         return points
 
     def row(label: str, mode: str, budget_kmac: float, points: list[dict], anchor: str | None = None) -> dict:
+        below = anchor or below_of(budget_kmac)  # a family's own qualities: that family both ways
         anchor = anchor or anchor_of(budget_kmac)
         a_bpp, a_psnr = zip(*families[anchor]["curve"])
-        t_bpp, t_psnr = zip(*sorted({(p["bpp"], p["psnr"]) for p in points}))  # lambdas that chose alike: one point
+        b_bpp, b_psnr = zip(*families[below]["curve"])
+        t_bpp, t_psnr = zip(*sorted({(p["bpp"], p["psnr"]) for p in points}))  # targets that chose alike: one point
         return {"ladder": label, "mode": mode, "budget": budget_kmac, "points": points,
                 "kmac": float(np.mean([p["kmac"] for p in points])),
                 "kmac_max": float(max(p["kmac"] for p in points)),
                 "bpp": f"{min(t_bpp):.3f}-{max(t_bpp):.3f}", "psnr": f"{min(t_psnr):.2f}-{max(t_psnr):.2f}",
                 "anchor": f"{anchor} ({families[anchor]['kmac']:.2f})",
-                "bd_rate": bd(bd_rate, a_bpp, a_psnr, t_bpp, t_psnr), "bd_psnr": bd(bd_psnr, a_bpp, a_psnr, t_bpp, t_psnr)}
+                "bd_rate": bd(bd_rate, a_bpp, a_psnr, t_bpp, t_psnr), "bd_psnr": bd(bd_psnr, a_bpp, a_psnr, t_bpp, t_psnr),
+                "below": f"{below} ({families[below]['kmac']:.2f})", "bd_below": bd(bd_rate, b_bpp, b_psnr, t_bpp, t_psnr)}
 
     every = list(range(len(rungs)))
     costs = [families[f]["kmac"] for f in by_cost]
     budgets = sorted(set(costs) | {(a + b) / 2 for a, b in zip(costs, costs[1:])})
     def anchor_of(budget_kmac: float) -> str:
         return next(f for f in by_cost if families[f]["kmac"] >= budget_kmac - 1e-9)
+
+    def below_of(budget_kmac: float) -> str:
+        return [f for f in by_cost if families[f]["kmac"] <= budget_kmac + 1e-9][-1]
 
     table = [row(f"qualities only: {fam}", "-", families[fam]["kmac"], ladder_curve(Budget(), columns[fam], fam), fam)
              for fam in by_cost]
@@ -156,7 +165,8 @@ def main() -> None:
         markdown_table(table, [("ladder", "ladder", ""), ("budget", "mode", ""), ("kMAC/px", "budget", ".2f"),
                                ("mean kMAC/px (curve mean)", "kmac", ".2f"), ("max", "kmac_max", ".2f"),
                                ("bpp", "bpp", ""), ("PSNR dB", "psnr", ""), ("vs fixed (kMAC/px)", "anchor", ""),
-                               ("BD-rate %", "bd_rate", "+.2f"), ("BD-PSNR dB", "bd_psnr", "+.3f")]),
+                               ("BD-rate %", "bd_rate", "+.2f"), ("BD-PSNR dB", "bd_psnr", "+.3f"),
+                               ("vs fixed below (kMAC/px)", "below", ""), ("BD-rate % ", "bd_below", "+.2f")]),
         f"{len(images)} images, lambdas {', '.join(f'{v:.4g}' for v in args.lambdas)}; "
         f"load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}",
     ])

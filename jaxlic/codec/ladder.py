@@ -81,7 +81,7 @@ class Coded:
     None / NaN where a rung was not allowed."""
 
     names: list[str]
-    pixels: np.ndarray  # (images,)
+    sizes: np.ndarray  # (images, 2) height, width
     data: list[list[bytes | None]]
     bpp: np.ndarray  # (images, rungs)
     mse: np.ndarray  # (images, rungs), pixels 0..255
@@ -89,7 +89,8 @@ class Coded:
     @property
     def weights(self) -> np.ndarray:
         """Each image's share of the pixels (means are pixel-weighted, like a folder's bpp)."""
-        return self.pixels / self.pixels.sum()
+        pixels = self.sizes.prod(axis=1).astype(np.float64)
+        return pixels / pixels.sum()
 
     @property
     def psnr(self) -> np.ndarray:
@@ -99,7 +100,7 @@ class Coded:
 
     def only(self, rungs: Sequence[int]) -> "Coded":
         """The measurements of these rungs (indexes), in this order."""
-        return Coded(self.names, self.pixels, [[row[r] for r in rungs] for row in self.data],
+        return Coded(self.names, self.sizes, [[row[r] for r in rungs] for row in self.data],
                      self.bpp[:, rungs], self.mse[:, rungs])
 
 
@@ -173,34 +174,37 @@ def code_all(rungs: Sequence[Rung], images: Sequence[tuple[str, ImageLike]], bud
     """Code every (name, image) with every rung `allowed` for it and decode it to measure the MSE."""
     n = len(images)
     data: list[list[bytes | None]] = [[None] * len(rungs) for _ in range(n)]
-    bpp, mse, pixels = np.full((n, len(rungs)), np.nan), np.full((n, len(rungs)), np.nan), np.zeros(n)
+    bpp, mse, sizes = np.full((n, len(rungs)), np.nan), np.full((n, len(rungs)), np.nan), np.zeros((n, 2), int)
     with tqdm(total=n * len(rungs), desc="ladder", unit="code", disable=not progress) as bar:
         for i, (name, image) in enumerate(images):
             array = as_rgb_uint8(image, max_pixels)
-            pixels[i] = array.shape[0] * array.shape[1]
+            sizes[i] = array.shape[:2]
             ok = allowed(rungs, budget, array.shape[:2], name)
             for r, rung in enumerate(rungs):
                 if ok[r]:
                     data[i][r] = compress(rung.package, array, max_pixels)
                     decoded = decompress(rung.package, data[i][r], max_pixels=max_pixels)
-                    bpp[i, r] = 8 * len(data[i][r]) / pixels[i]
+                    bpp[i, r] = 8 * len(data[i][r]) / sizes[i].prod()
                     mse[i, r] = np.mean((decoded.astype(np.float64) - array) ** 2)
                 bar.update()
-    return Coded([name for name, _ in images], pixels, data, bpp, mse)
+    return Coded([name for name, _ in images], sizes, data, bpp, mse)
 
 
 def choose(coded: Coded, rungs: Sequence[Rung], budget: Budget = Budget(), lmbda: float | None = None,
            bpp: float | None = None) -> Choice:
-    """Per image, among the rungs coded for it, the one of least bpp + lambda * MSE, or with a
-    target mean `bpp` the one of least bpp - t * PSNR (t: the largest that meets the target);
-    under a mean budget + mu * kMAC/pixel. Exactly one of `lmbda` and `bpp`."""
+    """Per image, among the rungs coded for it that its budget `allowed`, the one of least
+    bpp + lambda * MSE, or with a target mean `bpp` the one of least bpp - t * PSNR (t: the
+    largest that meets the target); under a mean budget + mu * kMAC/pixel. Exactly one of
+    `lmbda` and `bpp`."""
     if (lmbda is None) == (bpp is None):
         raise ConfigError("give either a lambda or a target bpp")
     if lmbda is not None and not lmbda > 0:
         raise ConfigError(f"lambda must be positive, got {lmbda}")
     kmac, w, images = np.array([r.kmac for r in rungs]), coded.weights, np.arange(len(coded.names))
+    ok = np.array([allowed(rungs, budget, tuple(size), name) for name, size in zip(coded.names, coded.sizes)])
+    rates = np.where(ok, coded.bpp, np.nan)
     distortion = coded.mse if bpp is None else -coded.psnr
-    pick = functools.partial(_pick, coded.bpp, distortion, kmac)
+    pick = functools.partial(_pick, rates, distortion, kmac)
     mu_for = functools.partial(_meet_mean_kmac, pick, w, kmac, budget)
     weight = lmbda
     if bpp is not None:

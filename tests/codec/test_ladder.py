@@ -34,7 +34,7 @@ def synthetic(seed=0, kmacs=(1.0, 3.0, 9.0), n=4):
     rng = np.random.default_rng(seed)
     bpp = rng.uniform(0.1, 1.0, (n, len(kmacs)))
     mse = rng.uniform(5, 100, (n, len(kmacs)))
-    coded = Coded([f"i{i}" for i in range(n)], np.full(n, 4096.0), [[b""] * len(kmacs)] * n, bpp, mse)
+    coded = Coded([f"i{i}" for i in range(n)], np.full((n, 2), 64), [[b""] * len(kmacs)] * n, bpp, mse)
     return [Rung(f"r{k:g}", None, k) for k in kmacs], coded
 
 
@@ -61,6 +61,8 @@ def test_mean_budget_choice_is_optimal_for_its_complexity(seed):
     assert cost == pytest.approx(best, rel=1e-12)
     with pytest.raises(ConfigError, match="least mean is 1.00 kMAC"):
         choose(coded, rungs, Budget(kmac=0.5, mean=True), lmbda=lmbda)
+    capped = choose(coded, rungs, Budget(kmac=3.0), lmbda=lmbda)  # every rung coded, the cap still holds
+    assert (kmac[capped.rungs] <= 3.0).all()
 
 
 def test_target_bpp_is_met_with_least_distortion():

@@ -197,8 +197,16 @@ def shrink(config: ModelConfig, params: PyTree) -> tuple[ModelConfig, PyTree]:
     return dataclasses.replace(config, hidden=hidden), params
 
 
+def check_prunable(config: ModelConfig) -> None:
+    """ConfigError for a staged g_s with ReLU or residual slots: `shrink` (which every pruned
+    export runs) cuts channels through the GDN after each hidden layer."""
+    if any(kind in ("relu", "res") for kind in config.decoder):
+        raise ConfigError(f"pruning needs a GDN after every hidden layer; this g_s has blocks {list(config.decoder)}")
+
+
 def prune_task(package: ModelPackage, schedule: PruneSchedule, metric: str = "mse") -> Task:
     """Fine-tune `package` while pruning on `schedule`; the artifact is the shrunk package."""
+    check_prunable(package.config)
     pruning = Pruning(schedule)
     # A host copy: the step donates its state, which must not free the package's arrays.
     base = codec_task(package.config, metric, extra_terms=[pruning], initial_params=jax.device_get(package.params))

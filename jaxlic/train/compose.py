@@ -36,7 +36,7 @@ from jaxlic.errors import ConfigError
 from jaxlic.models import ModelConfig
 from jaxlic.quant.export import integerize
 from jaxlic.quant.lowering import Calibration, calibrate
-from jaxlic.quant.prune import Pruning, PruneSchedule, _following, kept_channels, shrink
+from jaxlic.quant.prune import Pruning, PruneSchedule, _following, check_prunable, kept_channels, shrink
 from jaxlic.quant.qat import arrays_calibration, calibration_batches, range_arrays, ranged_forward, switched_forward
 from jaxlic.secure.watermark import CarrierLayout, WatermarkTerm
 from jaxlic.train.distill import Distillation
@@ -138,6 +138,8 @@ def _watermark_positions(term: WatermarkTerm, params: PyTree, kept: dict[str, np
 
 def compose_task(config: ModelConfig, params: PyTree, parts: Parts, metric: str = "mse") -> Task:
     """One task training `config` from `params` with every part in `parts` (module docstring)."""
+    if parts.prune is not None:
+        check_prunable(config)
     pruning = Pruning(parts.prune) if parts.prune is not None else None
     extra = [t for t in (parts.distill, pruning, parts.watermark) if t is not None]
     # A host copy: the step donates its state, which must not free the caller's arrays.

@@ -17,8 +17,9 @@ from jaxlic.codec import ModelPackage, build_tables, compress, decode_latents, d
 from jaxlic.errors import ConfigError, ModelMismatchError
 from jaxlic.models import ModelConfig, build_model, model_config
 from jaxlic.models.complexity import layer_macs
-from jaxlic.quant.prune import channel_scores
+from jaxlic.quant.prune import PruneSchedule, channel_scores, prune_task
 from jaxlic.train.asym import Substitution, stage_params, stage_task, substitute
+from jaxlic.train.compose import Parts, compose_task
 from jaxlic.train.step import init_state, make_optimizer, make_train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
@@ -139,6 +140,14 @@ def test_staged_package_round_trips_through_real_bytes(factorized, staged, tmp_p
     assert np.abs(decoded.astype(np.float64) - expected).max() <= 1  # the staged g_s is what decodes
     with pytest.raises(ModelMismatchError):  # the start package refuses the staged stream
         decompress(factorized, data)
+
+
+def test_pruning_refuses_a_staged_decoder_without_gdn(factorized, staged):
+    package = dataclasses.replace(factorized, config=staged[1], params=staged[2])
+    with pytest.raises(ConfigError, match="pruning needs a GDN"):
+        prune_task(package, PruneSchedule.parse("magnitude", "1:0.5"))
+    with pytest.raises(ConfigError, match="pruning needs a GDN"):
+        compose_task(staged[1], staged[2], Parts(prune=PruneSchedule.parse("channel", "1:0.5")))
 
 
 def test_bad_stage_on_the_command_line_is_a_typed_error(tmp_path, capsys):

@@ -137,7 +137,7 @@ def decoder_kmac(config: ModelConfig) -> float:
 def decoder_fps(config: ModelConfig, board: str, size: tuple[int, int]) -> float:
     """VTA-layer frames per second of the config's decoder on `board` at an image of `size`
     (height, width); ConfigError for an architecture the VTA decoder graphs do not cover."""
-    if config.arch not in VTA_DECODERS or getattr(config, "decoder", ()):  # AsymLLIC blocks: no VTA graph
+    if config.arch not in VTA_DECODERS or config.decoder:  # AsymLLIC blocks have no VTA decoder graph
         raise ConfigError(f"the fps budget needs a decoder graph of the VTA toolchain ({', '.join(VTA_DECODERS)}); "
                           f"{config.arch} has none: use a kMAC budget")
     return _vta_fps(VTA_DECODERS[config.arch], config.N, config.M,

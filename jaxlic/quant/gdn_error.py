@@ -19,6 +19,7 @@ import numpy as np
 
 from jaxlic.codec.decoders import IntegerDecoder, as_symbols, check_integer_package
 from jaxlic.codec.package import ModelPackage
+from jaxlic.entropy.factorized import bottleneck_medians
 from jaxlic.nn.gdn import effective
 from jaxlic.quant import execute
 
@@ -28,7 +29,7 @@ KEYS = ("normalizer", "normalizer_p999", "output_lsb")
 def synthesis_inputs(package: ModelPackage, batch: np.ndarray) -> dict[str, np.ndarray]:
     """The integer graph's synthesis inputs for a batch (NHWC in [0, 1]), as the encoder makes them."""
     model = package.model.bind({"params": package.params})
-    medians = np.asarray(package.params["entropy_bottleneck"]["quantiles"][:, 0, 1])
+    medians = np.asarray(bottleneck_medians(package.params))
     y = np.asarray(model.analysis(jnp.asarray(batch)))
     if not model.hyper:
         return {"y_symbols": as_symbols(np.round(y - medians))}

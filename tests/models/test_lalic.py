@@ -49,6 +49,7 @@ def test_spatial_mix_runs_biwkv_over_row_major_tokens():
     np.testing.assert_allclose(mix.apply({"params": p}, x), want, atol=1e-5)
 
 
+@pytest.mark.slow  # builds the full-width model (about 10 s); lalic_dims is checked in the default suite
 def test_full_size_matches_the_official_parameter_count():
     """65.6M here; the official module list (about 66M) adds a stale `conv5x5_reparam` copy of
     every OmniShift kernel (25 C), which jaxlic folds from the branches instead."""
@@ -74,6 +75,7 @@ def test_width_scales_every_stage():
     assert lalic_dims(1.0, 192, 320) == (96, 144, 256, 320, 256, 192)
 
 
+@pytest.mark.slow  # about 20 s; the Balle/ELIC counters stay in the default suite
 def test_complexity_counts_the_token_mixers():
     config = model_config("lalic", 1, WIDTH)
     macs = layer_macs(config)

@@ -128,7 +128,9 @@ def trained_models(tmp_path_factory):
     return models
 
 
-@pytest.mark.parametrize("arch", [pytest.param("bmshj2018-factorized", marks=pytest.mark.slow), "bmshj2018-hyperprior"])
+# Slow (about 40 s each): the default suite keeps QAT's forward, gradient and CLI tests.
+@pytest.mark.parametrize("arch", [pytest.param("bmshj2018-factorized", marks=pytest.mark.slow),
+                                  pytest.param("bmshj2018-hyperprior", marks=pytest.mark.slow)])
 def test_qat_lowers_the_ptq_loss(trained_models, arch, tmp_path):
     """A few QAT steps at `jaxlic quantize`'s learning rate lower the integer decoder's
     rate-distortion loss on held-out crops: the exported package's params after QAT against the

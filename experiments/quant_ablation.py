@@ -159,7 +159,7 @@ def main() -> int:
     from jaxlic.quant.export import integerize
     from jaxlic.quant.lowering import calibrate
     from jaxlic.quant.qat import calibration_batches
-    from quant_ptq_qat import latent_symbols
+    from jaxlic.quant.gdn_error import synthesis_inputs
 
     base = load_model(args.model)
     calibration = calibrate(base.config, base.params, calibration_batches(tuple(map(str, args.data)), 4, 8, 256, 1),
@@ -169,7 +169,7 @@ def main() -> int:
     last = next(op.name for op in rounded.ops if op.output == "pixels").split(".")[0]
     table = sources(rounded, last)
     images = read_images(args.kodak)[:args.images]
-    symbols = [latent_symbols(ptq, im[None] / 255.0) for _, im in images]
+    symbols = [synthesis_inputs(ptq, im[None] / 255.0) for _, im in images]
     inputs = [{k: jnp.asarray(v, jnp.float32) for k, v in s.items()} for s in symbols]
 
     def measure(policy) -> float:

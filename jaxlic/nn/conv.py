@@ -48,7 +48,7 @@ def depth_to_space(x: jax.Array, block: int) -> jax.Array:
 
 
 @functools.lru_cache(maxsize=None)
-def _subpixel_taps(kernel: int, stride: int, padding: int) -> tuple[int, int, np.ndarray]:
+def subpixel_taps(kernel: int, stride: int, padding: int) -> tuple[int, int, np.ndarray]:
     """Window offsets of the sub-pixel form of a transposed convolution.
 
     Output row s*m + r receives input rows m + t with kernel row k = r + padding - s*t.
@@ -75,7 +75,7 @@ def subpixel_kernel(kernel: jax.Array, stride: int) -> jax.Array:
     """Rearrange a (k, k, in, out) transposed-conv kernel into the (w, w, in, s*s*out) stride-1
     kernel of its sub-pixel form (padding k // 2, output padding s - 1)."""
     k = kernel.shape[0]
-    _, window, taps = _subpixel_taps(k, stride, k // 2)
+    _, window, taps = subpixel_taps(k, stride, k // 2)
     valid = taps >= 0
     index = np.where(valid, taps, 0)
     # rows[ry, ty, kx, in, out] then cols -> (ry, ty, rx, tx, in, out)
@@ -99,7 +99,7 @@ def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array, stride: int, prefer
 
     With int8 operands and preferred_element_type=int32 it is the exact integer convolution."""
     k = kernel.shape[0]
-    left, window, _ = _subpixel_taps(k, stride, k // 2)
+    left, window, _ = subpixel_taps(k, stride, k // 2)
     pad = ((left, window - 1 - left),) * 2
     return depth_to_space(_conv(x, subpixel_kernel(kernel, stride), 1, pad, preferred_element_type), stride)
 

@@ -52,7 +52,7 @@ from jaxlic.models import ModelConfig, build_model
 from jaxlic.models.elic import merge_checkerboard, split_checkerboard
 from jaxlic.models.layers import Activation
 from jaxlic.nn import Conv, ConvTranspose
-from jaxlic.nn.conv import _subpixel_taps, depth_to_space, subpixel_kernel
+from jaxlic.nn.conv import subpixel_taps, depth_to_space, subpixel_kernel
 from jaxlic.quant.entropy_params import sample_prior
 
 FORMAT = "jaxlic-context-params"
@@ -347,7 +347,7 @@ def _dot_conv(x, w, stride: int, pad: tuple[int, int]):
 
 def _jax_conv(x, w, transpose: bool, stride: int):
     if transpose:  # the sub-pixel form: one stride-1 correlation, then depth-to-space
-        left, window, _ = _subpixel_taps(w.shape[0], stride, w.shape[0] // 2)
+        left, window, _ = subpixel_taps(w.shape[0], stride, w.shape[0] // 2)
         return depth_to_space(_dot_conv(x, subpixel_kernel(w, stride), 1, (left, window - 1 - left)), stride)
     return _dot_conv(x, w, stride, (w.shape[0] // 2,) * 2)
 

@@ -9,9 +9,15 @@ Package layout: magic ``JXLSAND\\0``, format version (u16), header length (u32),
 fingerprint (8 bytes of a hash of config and parameters) is written into every file the package
 encodes, so decoding with another model is an error, not garbage.
 
-File metadata: one JPEG comment, ``JXS\x01`` (tag and metadata version), the fingerprint (8
-bytes), the quality (u8) and the image's height and width (u32 each), 21 bytes; with its marker
-25 bytes of the file, the only bytes a sandwich adds to the plain codec's file.
+File metadata: one JPEG comment, ``JXS\x02`` (tag and metadata version), the fingerprint (8
+bytes), the quality (u8), the image's height and width (u32 each) and the post-net's strength
+(u8, in 16ths), 22 bytes; with its marker 26 bytes of the file, the only bytes a sandwich adds to
+the plain codec's file. Files of metadata version 1 (no strength byte) decode at strength 1.
+
+The strength is the encoder's choice: it decodes its own file and scales the post-net's residual
+by the k/16 (k = 0..32) that brings the output closest to the image (MSE at the image's bit
+depth). k = 0 is the plain codec's own reconstruction, so for a post-net-only sandwich every file
+decodes at least as well as the baseline at the same scan bytes, whatever the training did.
 """
 
 from __future__ import annotations
@@ -39,8 +45,11 @@ from jaxlic.sandwich.scenarios import Scenario, get_scenario, plain_code, plain_
 
 MAGIC = b"JXLSAND\0"
 VERSION = 2  # 2: learned parts are residuals on the fixed plain path (1 had trainable natural maps)
-COMMENT_TAG = b"JXS\x01"
-METADATA = struct.Struct(">8sBII")  # fingerprint, quality, height, width
+COMMENT_TAG = b"JXS\x02"
+METADATA = struct.Struct(">8sBIIB")  # fingerprint, quality, height, width, post-net strength in 16ths
+LEGACY_COMMENT_TAG = b"JXS\x01"  # metadata version 1: no strength byte (strength 1)
+LEGACY_METADATA = struct.Struct(">8sBII")
+STRENGTH_UNIT, MAX_STRENGTH = 16, 32  # strengths 0, 1/16, ..., 2
 
 
 @dataclass(frozen=True)
@@ -138,10 +147,19 @@ class Sandwich:
         residual = self.pre.apply({"params": params["pre"]}, space_to_depth(padded, s), quality)
         return plain + 255.0 * self.config.pre_gain * residual
 
-    def reconstruct(self, params: dict, decoded: jax.Array, quality: jax.Array, size: tuple[int, int]) -> jax.Array:
-        """The post-net's images (N, H, W, 3) in [0, 1] units from decoded code images (0..255)."""
+    def reconstruction_parts(self, params: dict, decoded: jax.Array, quality: jax.Array,
+                             size: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
+        """(the plain path's images, the post-net's residual), each (N, H, W, 3) in [0, 1] units,
+        from decoded code images (0..255)."""
         residual = self.post.apply({"params": params["post"]}, decoded / 255.0, quality)
-        return plain_reconstruction(decoded, size) + depth_to_space(residual, self.scale)[:, : size[0], : size[1]]
+        return plain_reconstruction(decoded, size), depth_to_space(residual, self.scale)[:, : size[0], : size[1]]
+
+    def reconstruct(self, params: dict, decoded: jax.Array, quality: jax.Array, size: tuple[int, int],
+                    strength: jax.Array | float = 1.0) -> jax.Array:
+        """The post-net's images (N, H, W, 3) in [0, 1] units: the plain path plus `strength` times
+        the learned residual (training uses 1)."""
+        plain, residual = self.reconstruction_parts(params, decoded, quality, size)
+        return plain + strength * residual
 
     def forward(self, params: dict, x: jax.Array, quality: jax.Array) -> dict:
         """Training path through the codec proxy: {"x_hat", "rate" (N, F), "code"}."""
@@ -194,6 +212,10 @@ class SandwichPackage:
         return jax.jit(self.sandwich.reconstruct, static_argnums=3)
 
     @functools.cached_property
+    def _parts_fn(self):
+        return jax.jit(self.sandwich.reconstruction_parts, static_argnums=3)
+
+    @functools.cached_property
     def _proxy_fn(self):
         return jax.jit(self.sandwich.codec.proxy)
 
@@ -212,27 +234,44 @@ class SandwichPackage:
         """A real standard file (JPEG) of a uint8 or uint16 HxWx3 image at `quality` (1..100)."""
         if not 1 <= int(quality) <= 100:
             raise ConfigError(f"quality must be in 1..100, got {quality}")
-        h, w = np.asarray(image).shape[:2]
-        comment = COMMENT_TAG + METADATA.pack(bytes.fromhex(self.fingerprint), int(quality), h, w)
-        return self.sandwich.codec.encode(self.params["codec"], self.code_image(image, int(quality)), int(quality), comment)
+        quality, (h, w) = int(quality), np.asarray(image).shape[:2]
+        codec, code = self.sandwich.codec, self.code_image(image, quality)
+
+        def encoded(strength: int) -> bytes:
+            comment = COMMENT_TAG + METADATA.pack(bytes.fromhex(self.fingerprint), quality, h, w, strength)
+            return codec.encode(self.params["codec"], code, quality, comment)
+
+        data = encoded(STRENGTH_UNIT)
+        strength = self.best_strength(image, codec.decode(data)[0], quality)
+        return data if strength == STRENGTH_UNIT else encoded(strength)  # the comment does not change the scan
+
+    def best_strength(self, image: np.ndarray, code: np.ndarray, quality: int) -> int:
+        """The k (strength k/16, k = 0..32) whose decoded output is closest to `image` in MSE at the
+        image's bit depth; ties go to the smallest k."""
+        peak = 65535.0 if np.asarray(image).dtype == np.uint16 else 255.0
+        target = _to_unit(image).astype(np.float64) * peak
+        plain, residual = (np.asarray(part[0], np.float64) for part in
+                           self._parts_fn(self.params, jnp.asarray(code[None], jnp.float32), jnp.array([quality]),
+                                          target.shape[:2]))
+        errors = [np.mean((np.round(np.clip(plain + k / STRENGTH_UNIT * residual, 0.0, 1.0) * peak) - target) ** 2)
+                  for k in range(MAX_STRENGTH + 1)]
+        return int(np.argmin(errors))
 
     def decode(self, data: bytes) -> np.ndarray:
         """The float32 HxWx3 image in [0, 1] of a file this package encoded."""
         code, comment = self.sandwich.codec.decode(data)
-        if not comment.startswith(COMMENT_TAG):
-            raise BitstreamError("this file has no sandwich metadata: it is a plain image (open it with any viewer), "
-                                 "or its comment was stripped")
-        try:
-            fingerprint, quality, h, w = METADATA.unpack(comment[len(COMMENT_TAG):])
-        except struct.error as exc:
-            raise BitstreamError(f"corrupt sandwich metadata in the file's comment ({exc})") from exc
+        fingerprint, quality, h, w, strength = _read_metadata(comment)
         model = fingerprint.hex()
         if model != self.fingerprint:
             raise ModelMismatchError(f"file was encoded by sandwich model {model}, this package is {self.fingerprint}")
         s = self.sandwich.scale
         if code.shape[:2] != (-(-h // s), -(-w // s)):
             raise BitstreamError(f"code image is {code.shape[1]}x{code.shape[0]}, metadata says the image is {w}x{h}")
-        x_hat = self._reconstruct_fn(self.params, jnp.asarray(code[None], jnp.float32), jnp.array([quality]), (h, w))
+        if strength > MAX_STRENGTH:
+            raise BitstreamError(f"corrupt sandwich metadata: post-net strength {strength}/{STRENGTH_UNIT} is above "
+                                 f"{MAX_STRENGTH}/{STRENGTH_UNIT}")
+        x_hat = self._reconstruct_fn(self.params, jnp.asarray(code[None], jnp.float32), jnp.array([quality]), (h, w),
+                                     jnp.float32(strength / STRENGTH_UNIT))
         return np.asarray(jnp.clip(x_hat[0], 0.0, 1.0))
 
     def save(self, path: str | Path) -> None:
@@ -248,6 +287,19 @@ class SandwichPackage:
         config = SandwichConfig.from_json(header.decode())
         params = serialization.msgpack_restore(body)
         return cls(config, jax.tree_util.tree_map(jnp.asarray, params))
+
+
+def _read_metadata(comment: bytes) -> tuple[bytes, int, int, int, int]:
+    """(fingerprint, quality, height, width, strength in 16ths) of a file's comment, or BitstreamError."""
+    for tag, layout in ((COMMENT_TAG, METADATA), (LEGACY_COMMENT_TAG, LEGACY_METADATA)):
+        if comment.startswith(tag):
+            try:
+                fields = layout.unpack(comment[len(tag):])
+            except struct.error as exc:
+                raise BitstreamError(f"corrupt sandwich metadata in the file's comment ({exc})") from exc
+            return fields if layout is METADATA else (*fields, STRENGTH_UNIT)
+    raise BitstreamError("this file has no sandwich metadata: it is a plain image (open it with any viewer), "
+                         "or its comment was stripped")
 
 
 def load_package(path: str | Path) -> SandwichPackage:

@@ -12,7 +12,8 @@ from jaxlic.errors import BitstreamError, ConfigError, ImageError, ModelMismatch
 from jaxlic.eval.metrics import psnr
 from jaxlic.images import default_images
 from jaxlic.sandwich.jpeg import scan_start
-from jaxlic.sandwich.model import COMMENT_TAG, Sandwich, SandwichConfig, SandwichPackage, load_package, to_uint8, to_uint16
+from jaxlic.sandwich.model import (COMMENT_TAG, LEGACY_COMMENT_TAG, LEGACY_METADATA, METADATA, Sandwich, SandwichConfig,
+                                  SandwichPackage, load_package, to_uint8, to_uint16)
 from jaxlic.nn.conv import depth_to_space, space_to_depth
 from jaxlic.sandwich.networks import UNet
 from jaxlic.sandwich.scenarios import baseline_decode, baseline_encode, get_scenario, synthesize_high_bit_depth
@@ -68,7 +69,7 @@ def test_untrained_sandwich_equals_its_baseline_through_real_jpeg(untrained, two
         for quality in (25, 80):
             ours, theirs = package.encode(image, quality), baseline_encode(plain, image, quality)
             assert ours[scan_start(ours):] == theirs[scan_start(theirs):]
-            assert len(ours) == len(theirs) + 25  # the metadata comment and its marker
+            assert len(ours) == len(theirs) + 26  # the metadata comment and its marker
             decoded = package.decode(ours)
             decoded = to_uint16(decoded) if plain.high_bit_depth else to_uint8(decoded)
             baseline = baseline_decode(plain, theirs, image.shape[:2])
@@ -153,6 +154,52 @@ def test_decode_refuses_other_models_and_plain_files(untrained, photo):
     codec = rgb.sandwich.codec
     with pytest.raises(BitstreamError, match="corrupt sandwich metadata"):
         rgb.decode(codec.encode({}, photo, 50, COMMENT_TAG + b"short"))
+
+
+def _with_noisy_post_net(package: SandwichPackage) -> SandwichPackage:
+    """The package with random post-net weights: a large residual that has learned nothing."""
+    leaves, tree = jax.tree_util.tree_flatten(package.params["post"])
+    keys = jax.random.split(jax.random.PRNGKey(3), len(leaves))
+    noisy = [leaf + 0.3 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]
+    return SandwichPackage(package.config, {**package.params, "post": jax.tree_util.tree_unflatten(tree, noisy)})
+
+
+def _strength(data: bytes) -> int:
+    comment = Image.open(io.BytesIO(data)).info["comment"]
+    return METADATA.unpack(comment[len(COMMENT_TAG):])[-1]
+
+
+def test_a_useless_post_net_is_switched_off_by_the_encoder(untrained, photo):
+    """Strength 0 is the plain codec's reconstruction: a post-net that only adds noise is turned
+    off per file, and the output is as good as the baseline's at the same scan bytes."""
+    package = _with_noisy_post_net(untrained["rgb"])
+    data = package.encode(photo, 50)
+    assert _strength(data) == 0
+    plain = baseline_decode(get_scenario("rgb"), baseline_encode(get_scenario("rgb"), photo, 50), photo.shape[:2])
+    assert psnr(photo, to_uint8(package.decode(data))) >= psnr(photo, to_uint8(plain)) - 1e-9
+    full = package.sandwich.codec.encode({}, package.code_image(photo, 50), 50, COMMENT_TAG + METADATA.pack(
+        bytes.fromhex(package.fingerprint), 50, *photo.shape[:2], 16))
+    assert psnr(photo, to_uint8(package.decode(full))) < psnr(photo, to_uint8(package.decode(data))) - 1.0
+
+
+def test_best_strength_finds_the_least_squares_scale(untrained, photo):
+    """Where the residual is 2/3 of what the plain path misses, strength 3/2 (24/16) is the best."""
+    package = SandwichPackage(untrained["rgb"].config, untrained["rgb"].params)
+    target = photo.astype(np.float32) / 255.0
+    plain = np.clip(target + np.random.default_rng(0).normal(0, 0.05, target.shape), 0, 1).astype(np.float32)
+    package.__dict__["_parts_fn"] = lambda params, code, quality, size: (plain[None], (target - plain)[None] / 1.5)
+    assert package.best_strength(photo, np.zeros((96, 128, 3), np.uint8), 50) == 24
+
+
+def test_version_1_files_decode_at_full_strength_and_bad_strengths_are_refused(untrained, photo):
+    package = _with_noisy_post_net(untrained["rgb"])
+    codec, code = package.sandwich.codec, package.code_image(photo, 50)
+    fields = (bytes.fromhex(package.fingerprint), 50, *photo.shape[:2])
+    old = codec.encode({}, code, 50, LEGACY_COMMENT_TAG + LEGACY_METADATA.pack(*fields))
+    new = codec.encode({}, code, 50, COMMENT_TAG + METADATA.pack(*fields, 16))
+    np.testing.assert_array_equal(package.decode(old), package.decode(new))
+    with pytest.raises(BitstreamError, match="strength"):
+        package.decode(codec.encode({}, code, 50, COMMENT_TAG + METADATA.pack(*fields, 33)))
 
 
 def test_bad_images_raise_clear_errors(untrained, photo):

@@ -2,7 +2,10 @@
 coded streams vs the model's own estimate (-log2 of its forward pass likelihoods, rounding mode),
 mean estimated and real bpp, exact round trips, and CPU encode/decode time per image (the first
 image includes the per-shape compiles; reported apart). Integer context networks (ELIC) are also
-checked to decode the same latents on the NumPy backend.
+checked to decode the same latents on the NumPy backend. With --threads-check, a second process
+pinned to one CPU (XLA's multi-threaded Eigen off) decodes every stream again and the latents
+(symbols and means) are compared with this process's (all CPUs): any difference would
+desynchronize a decoder on another machine's thread count.
 
     python experiments/context_rate.py --model runs/ctx/elic_w025q3/model.jxlm --images ../shared/data/kodak
 """
@@ -10,7 +13,13 @@ checked to decode the same latents on the NumPy backend.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,13 +31,33 @@ from jaxlic.codec.api import _to_model_input
 from jaxlic.images import read_image
 
 
+def latent_digest(latents) -> str:
+    """SHA-256 of a decoded latent's symbols and means."""
+    return hashlib.sha256(latents.y_symbols.tobytes() + latents.means.tobytes()).hexdigest()
+
+
+def one_cpu_digests(model: Path, streams: Path) -> dict[str, str]:
+    """Digests of every stream's latents, decoded in a process pinned to one CPU."""
+    code = ("import os, sys, json; os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:1]); "
+            "sys.path.insert(0, sys.argv[3]); from context_rate import latent_digest; "
+            "from pathlib import Path; from jaxlic.codec import decode_latents, load; p = load(sys.argv[1]); "
+            "print(json.dumps({f.stem: latent_digest(decode_latents(p, f.read_bytes())) "
+            "for f in sorted(Path(sys.argv[2]).glob('*.jxlc'))}))")
+    env = {**os.environ, "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+    out = subprocess.run([sys.executable, "-c", code, str(model), str(streams), str(Path(__file__).parent)],
+                         capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--images", type=Path, required=True)
     p.add_argument("--count", type=int, default=None, help="the first COUNT images (default: all)")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--threads-check", action="store_true", help="decode again on one CPU and compare latents")
     args = p.parse_args()
+    stream_dir = Path(tempfile.mkdtemp(prefix="context_rate_"))
     package = load(args.model)
     integer = getattr(package.model, "integer_context", True)  # LALIC's run in float: "jax" only
     multiple = package.model.downsampling
@@ -43,6 +72,7 @@ def main() -> None:
         numpy_latents = decode_latents(package, data, "numpy") if integer else None
         t3 = time.perf_counter()
         latents = decode_latents(package, data)
+        (stream_dir / f"{path.stem}.jxlc").write_bytes(data)
         if integer:
             assert np.array_equal(latents.y_symbols, numpy_latents.y_symbols)
             assert np.array_equal(latents.means, numpy_latents.means)
@@ -63,7 +93,7 @@ def main() -> None:
                "payload_bpp": 8 * sum(map(len, streams)) / pixels_count,
                "bpp": 8 * len(data) / pixels_count, "psnr": 10 * np.log10(255**2 / mse),
                "symbols_exact": exact, "decode_repeats_exactly": same_image,
-               "encode_s": t1 - t0, "decode_s": t2 - t1, "decode_latents_numpy_s": t3 - t2 if integer else None}
+               "digest": latent_digest(latents), "encode_s": t1 - t0, "decode_s": t2 - t1, "decode_latents_numpy_s": t3 - t2 if integer else None}
         rows.append(row)
         print(json.dumps(row))
     later = rows[1:] or rows
@@ -82,6 +112,11 @@ def main() -> None:
                "decode_latents_numpy_s":
                    float(np.mean([r["decode_latents_numpy_s"] for r in later])) if integer else None,
                "first_encode_s": rows[0]["encode_s"], "first_decode_s": rows[0]["decode_s"]}
+    if args.threads_check:
+        one_cpu = one_cpu_digests(args.model, stream_dir)
+        summary["one_cpu_latents_differ"] = sum(one_cpu[r["image"]] != r["digest"] for r in rows)
+        summary["cpus"] = len(os.sched_getaffinity(0))
+    shutil.rmtree(stream_dir, ignore_errors=True)
     print(json.dumps(summary))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

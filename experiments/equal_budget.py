@@ -13,7 +13,7 @@ The recipe (train_recipe.py's, per architecture): the quality-3 base from scratc
 (batch 8 of 128x128 crops, peak lr --lr after --warmup steps, cosine decay), then qualities 1, 2
 and 4 as --lambda-steps fine-tunes of the base. Steps are chosen per architecture so that the
 CPU time comes out equal (measure the CPU seconds per step with a short run first). Each `train`
-then codes the Kodak images to real bytes and writes OUT/results.json (CompressAI format) and
+then codes the Kodak images (the first --images) to real bytes and writes OUT/results.json (CompressAI format) and
 OUT/budget.json (steps, CPU and wall seconds per quality, decoder kMAC/pixel, parameters).
 `report` prints the table and each curve's BD-rate and BD-PSNR against the anchor (the first
 run named) and writes OUT/summary.json and OUT/rd.png. Never train on Kodak.
@@ -72,7 +72,9 @@ def train(args: argparse.Namespace) -> None:
                "dec_kmac_per_pixel": complexity["decoder_macs"] / 1e3}
     budget["cpu_s"] = sum(run["cpu_s"] for run in budget["runs"].values())
     budget_path.write_text(json.dumps(budget, indent=2))
-    images = read_images(args.kodak)
+    images = read_images(args.kodak, args.images)
+    budget["kodak_images"] = len(images)
+    budget_path.write_text(json.dumps(budget, indent=2))
     start = time.perf_counter()
     evaluations = [evaluate_model(packages[q], images) for q in sorted(packages)]
     label = f"{args.arch} w{args.width:g} ({budget['cpu_s'] / 60:.0f} CPU-min)"
@@ -88,8 +90,12 @@ def report(args: argparse.Namespace) -> None:
 
     runs = [(name, json.loads((args.out / name / "budget.json").read_text()),
              load_results(args.out / name / "results.json")[0]) for name in args.runs]
+    counts = {budget.get("kodak_images") for _, budget, _ in runs}
+    if len(counts) != 1:
+        raise SystemExit(f"the runs were evaluated on different numbers of Kodak images: {counts}")
     anchor = curve(runs[0][2])
     summary = {}
+    print(f"Kodak, {counts.pop()} images; BD against {args.runs[0]}")
     print(f"{'run':14s} {'N':>4s} {'M':>4s} {'dec kMAC/px':>11s} {'params':>11s} {'base steps':>10s} "
           f"{'CPU min':>8s} {'BD-rate':>8s} {'BD-PSNR':>8s}")
     for name, budget, record in runs:
@@ -120,6 +126,7 @@ def main() -> None:
     run.add_argument("--data", type=Path, action="append", required=True)
     run.add_argument("--kodak", type=Path, required=True)
     run.add_argument("--out", type=Path, required=True)
+    run.add_argument("--images", type=int, default=None, help="evaluate on the first IMAGES Kodak images (default all)")
     run.add_argument("--progress", action="store_true")
     summary = commands.add_parser("report")
     summary.add_argument("--out", type=Path, required=True)

@@ -82,9 +82,19 @@ def train(args: argparse.Namespace) -> None:
     print(f"{label}: evaluated {len(images)} images x {len(packages)} qualities in {time.perf_counter() - start:.0f} s")
 
 
+def bd_figures(anchor, test) -> dict:
+    """BD-rate and BD-PSNR of `test` against `anchor`, None where the curves do not overlap."""
+    from jaxlic.errors import DataError
+    from jaxlic.eval.bdrate import bd_psnr, bd_rate
+
+    try:
+        return {"bd_rate": bd_rate(*anchor, *test), "bd_psnr": bd_psnr(*anchor, *test)}
+    except DataError:
+        return {"bd_rate": None, "bd_psnr": None}
+
+
 def report(args: argparse.Namespace) -> None:
     """The table and BD figures against the anchor run."""
-    from jaxlic.eval.bdrate import bd_psnr, bd_rate
     from jaxlic.eval.plots import plot_rd
     from jaxlic.eval.results import curve, load_results
 
@@ -102,11 +112,12 @@ def report(args: argparse.Namespace) -> None:
         rate, psnr = curve(record)
         row = {"dec_kmac_per_pixel": budget["dec_kmac_per_pixel"], "params": budget["params"],
                "cpu_min": budget["cpu_s"] / 60, "steps": {q: r["steps"] for q, r in budget["runs"].items()},
-               "bpp": rate, "psnr": psnr,
-               "bd_rate": bd_rate(*anchor, rate, psnr), "bd_psnr": bd_psnr(*anchor, rate, psnr)}
+               "bpp": rate, "psnr": psnr, **bd_figures(anchor, (rate, psnr))}
         summary[name] = row
+        bd = "no overlap with the anchor" if row["bd_rate"] is None else f"{row['bd_rate']:+7.2f}% {row['bd_psnr']:+7.3f}"
         print(f"{name:14s} {budget['N']:4d} {budget['M']:4d} {row['dec_kmac_per_pixel']:11.1f} {row['params']:11,d} "
-              f"{budget['runs']['q3']['steps']:10d} {row['cpu_min']:8.1f} {row['bd_rate']:+7.2f}% {row['bd_psnr']:+7.3f}")
+              f"{budget['runs']['q3']['steps']:10d} {row['cpu_min']:8.1f} {bd}  "
+              f"(bpp {min(rate):.3f}..{max(rate):.3f}, PSNR {min(psnr):.2f}..{max(psnr):.2f})")
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_rd([record for _, _, record in runs], args.out / "rd.png", title="Kodak, equal CPU budget")
 

@@ -257,6 +257,10 @@ class SandwichPackage:
                   for k in range(MAX_STRENGTH + 1)]
         return int(np.argmin(errors))
 
+    def post_strength(self, data: bytes) -> float:
+        """The post-net strength a file asks for (0: the plain codec's own reconstruction)."""
+        return _read_metadata(self.sandwich.codec.decode(data)[1])[4] / STRENGTH_UNIT
+
     def decode(self, data: bytes) -> np.ndarray:
         """The float32 HxWx3 image in [0, 1] of a file this package encoded."""
         code, comment = self.sandwich.codec.decode(data)

@@ -25,11 +25,12 @@ def test_train_writes_a_package_that_encodes(tmp_path):
     assert Image.open(tmp_path / "c.jpg").mode == "L"
 
 
-def test_encode_decode(tmp_path, trained):
+def test_encode_decode(tmp_path, trained, capsys):
     image = np.random.default_rng(0).integers(0, 256, (21, 30, 3)).astype(np.uint8)
     Image.fromarray(image).save(tmp_path / "in.png")
     assert main(["sandwich", "encode", "--model", str(trained), "--quality", "80",
                  str(tmp_path / "in.png"), str(tmp_path / "code.jpg")]) == 0
+    assert "post-net strength 0," in capsys.readouterr().out  # untrained: a zero residual, the smallest k wins
     code = Image.open(tmp_path / "code.jpg")
     assert (code.format, code.mode, code.size) == ("JPEG", "RGB", (15, 11))  # half resolution, rounded up
     assert main(["sandwich", "decode", "--model", str(trained), str(tmp_path / "code.jpg"), str(tmp_path / "out.png")]) == 0

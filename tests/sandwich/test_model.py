@@ -164,17 +164,12 @@ def _with_noisy_post_net(package: SandwichPackage) -> SandwichPackage:
     return SandwichPackage(package.config, {**package.params, "post": jax.tree_util.tree_unflatten(tree, noisy)})
 
 
-def _strength(data: bytes) -> int:
-    comment = Image.open(io.BytesIO(data)).info["comment"]
-    return METADATA.unpack(comment[len(COMMENT_TAG):])[-1]
-
-
 def test_a_useless_post_net_is_switched_off_by_the_encoder(untrained, photo):
     """Strength 0 is the plain codec's reconstruction: a post-net that only adds noise is turned
     off per file, and the output is as good as the baseline's at the same scan bytes."""
     package = _with_noisy_post_net(untrained["rgb"])
     data = package.encode(photo, 50)
-    assert _strength(data) == 0
+    assert package.post_strength(data) == 0
     plain = baseline_decode(get_scenario("rgb"), baseline_encode(get_scenario("rgb"), photo, 50), photo.shape[:2])
     assert psnr(photo, to_uint8(package.decode(data))) >= psnr(photo, to_uint8(plain)) - 1e-9
     full = package.sandwich.codec.encode({}, package.code_image(photo, 50), 50, COMMENT_TAG + METADATA.pack(

@@ -7,7 +7,7 @@ is charged the CPU time its process uses (user + system over all its threads, co
         --data ../shared/data/train --kodak ../shared/data/kodak --out runs/budget/mbt2018-mean
     python experiments/equal_budget.py train --arch elic2022 --width 0.15 ...
     python experiments/equal_budget.py train --arch lalic --width 0.22 ...
-    python experiments/equal_budget.py report --out runs/budget --anchor mbt2018-mean elic2022 lalic
+    python experiments/equal_budget.py report --out runs/budget mbt2018-mean elic2022 lalic
 
 The recipe (train_recipe.py's, per architecture): the quality-3 base from scratch, --steps steps
 (batch 8 of 128x128 crops, peak lr --lr after --warmup steps, cosine decay), then qualities 1, 2
@@ -63,17 +63,15 @@ def train(args: argparse.Namespace) -> None:
             package, wall = train_run(run_dir, task, data=tuple(map(str, args.data)), steps=steps, lr=lr,
                                       warmup=warmup, seed=args.seed, progress=args.progress)
             budget["runs"][name] = {"steps": steps, "lr": lr, "cpu_s": cpu_seconds() - cpu_start, "wall_s": wall}
-            budget_path.write_text(json.dumps(budget, indent=2))
+            budget_path.write_text(json.dumps(budget, indent=2))  # a resumed run keeps the finished qualities' CPU
         packages[quality] = package
         base = packages[BASE_QUALITY]
-    config = packages[BASE_QUALITY].config
+    config = base.config
     complexity = model_complexity(config)
-    budget |= {"arch": args.arch, "width": args.width, "N": config.N, "M": config.M, "params": complexity["params"],
-               "dec_kmac_per_pixel": complexity["decoder_macs"] / 1e3}
-    budget["cpu_s"] = sum(run["cpu_s"] for run in budget["runs"].values())
-    budget_path.write_text(json.dumps(budget, indent=2))
     images = read_images(args.kodak, args.images)
-    budget["kodak_images"] = len(images)
+    budget |= {"arch": args.arch, "width": args.width, "N": config.N, "M": config.M, "params": complexity["params"],
+               "dec_kmac_per_pixel": complexity["decoder_macs"] / 1e3, "kodak_images": len(images),
+               "cpu_s": sum(run["cpu_s"] for run in budget["runs"].values())}
     budget_path.write_text(json.dumps(budget, indent=2))
     start = time.perf_counter()
     evaluations = [evaluate_model(packages[q], images) for q in sorted(packages)]

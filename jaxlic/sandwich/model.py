@@ -271,9 +271,6 @@ class SandwichPackage:
         s = self.sandwich.scale
         if code.shape[:2] != (-(-h // s), -(-w // s)):
             raise BitstreamError(f"code image is {code.shape[1]}x{code.shape[0]}, metadata says the image is {w}x{h}")
-        if strength > MAX_STRENGTH:
-            raise BitstreamError(f"corrupt sandwich metadata: post-net strength {strength}/{STRENGTH_UNIT} is above "
-                                 f"{MAX_STRENGTH}/{STRENGTH_UNIT}")
         x_hat = self._reconstruct_fn(self.params, jnp.asarray(code[None], jnp.float32), jnp.array([quality]), (h, w),
                                      jnp.float32(strength / STRENGTH_UNIT))
         return np.asarray(jnp.clip(x_hat[0], 0.0, 1.0))
@@ -301,7 +298,12 @@ def _read_metadata(comment: bytes) -> tuple[bytes, int, int, int, int]:
                 fields = layout.unpack(comment[len(tag):])
             except struct.error as exc:
                 raise BitstreamError(f"corrupt sandwich metadata in the file's comment ({exc})") from exc
-            return fields if layout is METADATA else (*fields, STRENGTH_UNIT)
+            if layout is LEGACY_METADATA:
+                return (*fields, STRENGTH_UNIT)
+            if fields[-1] > MAX_STRENGTH:
+                raise BitstreamError(f"corrupt sandwich metadata: post-net strength {fields[-1]}/{STRENGTH_UNIT} is "
+                                     f"above {MAX_STRENGTH}/{STRENGTH_UNIT}")
+            return fields
     raise BitstreamError("this file has no sandwich metadata: it is a plain image (open it with any viewer), "
                          "or its comment was stripped")
 

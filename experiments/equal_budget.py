@@ -23,19 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 from pathlib import Path
 
-from timed_runs import train_run
+from timed_runs import cpu_seconds, train_run
 
 BASE_QUALITY, FINE_TUNES = 3, (1, 2, 4)
-
-
-def cpu_seconds() -> float:
-    """User + system CPU seconds this process has used so far, all threads."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def train(args: argparse.Namespace) -> None:

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import resource
 import time
 from pathlib import Path
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds this process has used so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def train_run(run_dir: Path, task, *, data: tuple[str, ...], steps: int, lr: float, warmup: int = 0,

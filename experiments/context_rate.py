@@ -2,7 +2,7 @@
 coded streams vs the model's own estimate (-log2 of its forward pass likelihoods, rounding mode),
 mean estimated and real bpp, the share of the estimate spent on y symbols at the likelihood floor
 (1e-9: about 30 bits each, while the coder escapes them for less), exact round trips, and CPU
-encode/decode time per image (the first image includes the per-shape compiles; reported apart). Integer context networks (ELIC) are also
+encode/decode time per image (the first image includes the per-shape compiles; reported apart). The integer context networks are also
 checked to decode the same latents on the NumPy backend. With --threads-check, a second process
 pinned to one CPU (XLA's multi-threaded Eigen off) decodes every stream again and the latents
 (symbols and means) are compared with this process's (all CPUs): any difference would
@@ -61,7 +61,6 @@ def main() -> None:
     args = p.parse_args()
     stream_dir = Path(tempfile.mkdtemp(prefix="context_rate_")) if args.threads_check else None
     package = load(args.model)
-    integer = getattr(package.model, "integer_context", True)  # LALIC's run in float: "jax" only
     multiple = package.model.downsampling
     rows = []
     for path in sorted(args.images.glob("*.png"))[: args.count]:
@@ -71,14 +70,13 @@ def main() -> None:
         t1 = time.perf_counter()
         image = decompress(package, data)
         t2 = time.perf_counter()
-        numpy_latents = decode_latents(package, data, "numpy") if integer else None
+        numpy_latents = decode_latents(package, data, "numpy")
         t3 = time.perf_counter()
         latents = decode_latents(package, data)
         if stream_dir:
             (stream_dir / f"{path.stem}.jxlc").write_bytes(data)
-        if integer:
-            assert np.array_equal(latents.y_symbols, numpy_latents.y_symbols)
-            assert np.array_equal(latents.means, numpy_latents.means)
+        assert np.array_equal(latents.y_symbols, numpy_latents.y_symbols)
+        assert np.array_equal(latents.means, numpy_latents.means)
         y = np.asarray(package.transforms.analysis(_to_model_input(pixels, multiple)))
         exact = bool(np.array_equal(latents.y_symbols, np.round(y.astype(np.float64) - latents.means)))
         same_image = bool(np.array_equal(image, decompress(package, data)))
@@ -99,7 +97,7 @@ def main() -> None:
                "payload_bpp": 8 * sum(map(len, streams)) / pixels_count,
                "bpp": 8 * len(data) / pixels_count, "psnr": 10 * np.log10(255**2 / mse),
                "symbols_exact": exact, "decode_repeats_exactly": same_image,
-               "digest": latent_digest(latents), "encode_s": t1 - t0, "decode_s": t2 - t1, "decode_latents_numpy_s": t3 - t2 if integer else None}
+               "digest": latent_digest(latents), "encode_s": t1 - t0, "decode_s": t2 - t1, "decode_latents_numpy_s": t3 - t2}
         rows.append(row)
         print(json.dumps(row))
     later = rows[1:] or rows
@@ -117,8 +115,7 @@ def main() -> None:
                                               / sum(r["estimate_y"] + r["estimate_z"] for r in rows),
                "encode_s_after_first": float(np.mean([r["encode_s"] for r in later])),
                "decode_s_after_first": float(np.mean([r["decode_s"] for r in later])),
-               "decode_latents_numpy_s":
-                   float(np.mean([r["decode_latents_numpy_s"] for r in later])) if integer else None,
+               "decode_latents_numpy_s": float(np.mean([r["decode_latents_numpy_s"] for r in later])),
                "first_encode_s": rows[0]["encode_s"], "first_decode_s": rows[0]["decode_s"]}
     if args.threads_check:
         one_cpu = one_cpu_digests(args.model, stream_dir)

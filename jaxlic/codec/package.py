@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,7 @@ from jaxlic.models import ModelConfig, build_model, init_params
 if TYPE_CHECKING:
     from jaxlic.quant.context_params import ContextParams
     from jaxlic.quant.graph import IntegerGraph
+    from jaxlic.quant.rwkv_context import RwkvContextParams
 
 MAGIC = b"JXLMPKG\0"
 VERSION = 1
@@ -91,20 +92,14 @@ class ModelPackage:
         return self.entropy
 
     @functools.cached_property
-    def context_params(self) -> "ContextParams":
+    def context_params(self) -> "ContextParams | RwkvContextParams":
         """The integer context networks of a context model (its calibration derived once if the
         package has none)."""
-        from jaxlic.quant.context_params import ContextParams, calibrate
-
         self.coders  # the ConfigError of a parameters-only package
-        if not getattr(self.model, "integer_context", True):  # LALIC: float networks, nothing to calibrate
-            from jaxlic.quant.float_context import FloatContextParams
-
-            self.context = {}
-            return FloatContextParams(self.config, self.params, self.scale_table)
+        calibrate, _, derive = _context_networks(self.model)
         if self.context is None:
             self.context = calibrate(self.config, self.params, self.tables["bottleneck"])
-        return ContextParams.derive(self.config, self.params, self.context, self.scale_table)
+        return derive(self.config, self.params, self.context, self.scale_table)
 
     def _context_spec(self) -> dict | None:
         if not self.is_context_model:
@@ -226,6 +221,18 @@ class ModelPackage:
         return cls(config, params, tables, scale_table, integer, entropy)
 
 
+def _context_networks(model) -> tuple[Callable, Callable, Callable]:
+    """(calibrate, check_calibration, derive) of a context model's integer networks: LALIC's
+    RWKV ones (jaxlic.quant.rwkv_context) or ELIC's convolutions (jaxlic.quant.context_params)."""
+    if getattr(model, "rwkv_context", False):
+        from jaxlic.quant import rwkv_context
+
+        return rwkv_context.calibrate, rwkv_context.check_calibration, rwkv_context.RwkvContextParams
+    from jaxlic.quant import context_params
+
+    return context_params.calibrate, context_params.check_calibration, context_params.ContextParams.derive
+
+
 def _context(spec, package: ModelPackage) -> dict | None:
     """The validated context calibration of a context-model package (PackageError if it is bad,
     missing from a context model or present in another model)."""
@@ -233,8 +240,9 @@ def _context(spec, package: ModelPackage) -> dict | None:
         if spec is not None:
             raise PackageError("only context-model packages carry a context calibration")
         return None
-    from jaxlic.quant.context_params import FORMAT, VERSION, check_calibration
+    from jaxlic.quant.context_params import FORMAT, VERSION
 
+    _, check_calibration, _ = _context_networks(package.model)
     if not isinstance(spec, dict) or spec.get("format") != FORMAT or spec.get("version") != VERSION:
         raise PackageError(f"a {package.config.arch} package needs a {FORMAT} version {VERSION} context calibration")
     try:

@@ -77,7 +77,7 @@ def lalic_dims(width: float, N: int, M: int) -> tuple[int, ...]:
 class Lalic(Elic2022):
     """lalic: Bi-RWKV transforms and the RWKV-SCCTX entropy model."""
 
-    integer_context = False  # LayerNorm and BiWKV: the codec runs its context networks in float
+    rwkv_context = True  # its context networks are jaxlic.quant.rwkv_context's, not ELIC's convolutions
 
     def setup(self):
         c = self.config

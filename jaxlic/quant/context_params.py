@@ -138,7 +138,7 @@ class Structure:
 
 # --- exact power-of-two arithmetic (no log or exp: the same bits on every machine) -------------
 
-def _ldexp(x, e) -> np.ndarray:
+def ldexp(x, e) -> np.ndarray:
     return np.ldexp(np.asarray(x, np.float64), np.asarray(e, np.int64).astype(np.int32))
 
 
@@ -149,8 +149,8 @@ def pow2_exponent(peak: np.ndarray, limit: float, high: int = MAX_EXPONENT) -> n
     safe = np.where(peak > 0, peak, 1.0)
     e = np.frexp(np.float64(limit))[1] - np.frexp(safe)[1]
     for _ in range(3):
-        e = np.where(_ldexp(safe, e) > limit, e - 1, e)
-        e = np.where(_ldexp(safe, e + 1) <= limit, e + 1, e)
+        e = np.where(ldexp(safe, e) > limit, e - 1, e)
+        e = np.where(ldexp(safe, e + 1) <= limit, e + 1, e)
     return np.minimum(np.where(peak > 0, e, high), high).astype(np.int64)
 
 
@@ -180,12 +180,7 @@ def calibrate(config: ModelConfig, params: dict, tables: CodingTables, shape=CAL
 
 def check_calibration(calibration, config: ModelConfig, params: dict) -> dict[str, tuple[int, ...]]:
     """The calibration if it names every calibrated tensor of this model with one integer
-    exponent in [-64, 64] per channel (none for a model with float context networks);
-    IntegerizationError otherwise."""
-    if not getattr(build_model(config), "integer_context", True):
-        if calibration != {}:
-            raise IntegerizationError(f"{config.arch} runs float context networks and takes no calibration")
-        return {}
+    exponent in [-64, 64] per channel; IntegerizationError otherwise."""
     structure = Structure.of(config, params)
     widths = {layer.path: params_at(params, layer.path)["bias"].shape[0]
               for _, layers in structure.networks for layer in layers}
@@ -229,30 +224,37 @@ class IntLayer:
     lo: int
 
 
-def _shift(shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def requantization(shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(half, scale) of a requantization by `shift` bits (<= 0: exact multiply by 2^-shift)."""
-    return _ldexp(np.where(shift > 0, 1.0, 0.0), shift - 1), _ldexp(1.0, -shift)
+    return ldexp(np.where(shift > 0, 1.0, 0.0), shift - 1), ldexp(1.0, -shift)
+
+
+def integer_weights(path: str, kernel, bias, in_exp, in_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weight, bias, f): an HWIO kernel and its bias as integers whose accumulator, on inputs at
+    exponent `in_exp` (per input channel, or one) with |x| <= in_max, is at exponent f per output
+    channel; |w| <= 2^15 - 1, |b| <= 2^48 and every accumulator below 2^52 (f lowered where the
+    static bound is exceeded)."""
+    scaled = ldexp(np.asarray(kernel, np.float64), -np.asarray(in_exp)[..., None])
+    bias = np.asarray(bias, np.float64)
+    f = np.minimum(pow2_exponent(np.abs(scaled).max(axis=(0, 1, 2)), WEIGHT_MAX),
+                   pow2_exponent(np.abs(bias), 2.0 ** 48))
+    for _ in range(64):
+        weight, b = np.round(ldexp(scaled, f)), np.round(ldexp(bias, f))
+        reach = np.abs(weight).sum(axis=(0, 1, 2)) * in_max + np.abs(b)
+        if np.all(reach <= EXACT_MAX):
+            return weight, b, f
+        f = np.where(reach > EXACT_MAX, f - 1, f)
+    raise IntegerizationError(f"{path}: no weight scale keeps the accumulator below 2^52")
 
 
 def _int_layer(layer: Layer, p: dict, in_exp: np.ndarray, in_max: float,
                target: np.ndarray | None) -> tuple[IntLayer, np.ndarray | None]:
     """The integer layer and the exponents of its output (None for the aggregation's head)."""
-    scaled = _ldexp(np.asarray(p["kernel"], np.float64), -in_exp[None, None, :, None])
-    bias = np.asarray(p["bias"], np.float64)
-    f = np.minimum(pow2_exponent(np.abs(scaled).max(axis=(0, 1, 2)), WEIGHT_MAX),
-                   pow2_exponent(np.abs(bias), 2.0 ** 48))
-    for _ in range(64):  # the static bound of every accumulator, lowering f where it is exceeded
-        weight, b = np.round(_ldexp(scaled, f)), np.round(_ldexp(bias, f))
-        reach = np.abs(weight).sum(axis=(0, 1, 2)) * in_max + np.abs(b)
-        if np.all(reach <= EXACT_MAX):
-            break
-        f = np.where(reach > EXACT_MAX, f - 1, f)
-    else:
-        raise IntegerizationError(f"{layer.path}: no weight scale keeps the accumulator below 2^52")
+    weight, b, f = integer_weights(layer.path, p["kernel"], p["bias"], in_exp, in_max)
     if target is None:
-        return IntLayer(layer, weight, b, *_shift(f - LATENT_EXPONENT), _ldexp(1.0, -f), -MEAN_MAX), None
+        return IntLayer(layer, weight, b, *requantization(f - LATENT_EXPONENT), ldexp(1.0, -f), -MEAN_MAX), None
     out_exp = np.minimum(target, f)
-    return IntLayer(layer, weight, b, *_shift(f - out_exp), None, 0 if layer.relu else -ACT_MAX), out_exp
+    return IntLayer(layer, weight, b, *requantization(f - out_exp), None, 0 if layer.relu else -ACT_MAX), out_exp
 
 
 def _int_network(structure: Structure, params: dict, calibration: dict, name: str, in_exp: np.ndarray,
@@ -301,7 +303,7 @@ class ContextParams:
             name = f"scctx_{k}/entropy_parameters"
             networks[name], _ = _int_network(structure, params, calibration, name, aggregation_in, float(ACT_MAX))
         medians = np.asarray(bottleneck_medians(params), np.float64)
-        return cls(structure, networks, np.round(_ldexp(medians, LATENT_EXPONENT)),
+        return cls(structure, networks, np.round(ldexp(medians, LATENT_EXPONENT)),
                    np.asarray(scale_table, np.float64)[:-1])
 
     def runner(self, backend: str = "jax") -> "_IntRunner":
@@ -312,7 +314,7 @@ class ContextParams:
 
 # --- backends: one op set over jax.numpy (jitted or eager) or NumPy ------------------------------
 
-def _np_conv(x: np.ndarray, w: np.ndarray, transpose: bool, stride: int) -> np.ndarray:
+def np_conv(x: np.ndarray, w: np.ndarray, transpose: bool, stride: int) -> np.ndarray:
     """float64 NHWC x HWIO convolution, padding k // 2 (PyTorch's ConvTranspose2d rule with
     output padding stride - 1 when transposed), tap by tap."""
     n, h, wd, _ = x.shape
@@ -345,7 +347,7 @@ def _dot_conv(x, w, stride: int, pad: tuple[int, int]):
     return out
 
 
-def _jax_conv(x, w, transpose: bool, stride: int):
+def jax_conv(x, w, transpose: bool, stride: int):
     if transpose:  # the sub-pixel form: one stride-1 correlation, then depth-to-space
         left, window, _ = subpixel_taps(w.shape[0], stride, w.shape[0] // 2)
         return depth_to_space(_dot_conv(x, subpixel_kernel(w, stride), 1, (left, window - 1 - left)), stride)
@@ -361,10 +363,10 @@ class _Ops:
         return self.xp.searchsorted(table, values, side="left")
 
 
-_NUMPY, _JAX = _Ops(np, _np_conv), _Ops(jnp, _jax_conv)
+_NUMPY, _JAX = _Ops(np, np_conv), _Ops(jnp, jax_conv)
 
 
-def _requantize(ops: _Ops, acc, half, scale, lo: float, hi: float):
+def requantize(ops: _Ops, acc, half, scale, lo: float, hi: float):
     """clip(floor((acc + half) * scale), lo, hi): exact on float64 integers below 2^53, scale a
     power of two."""
     return ops.xp.clip(ops.xp.floor((acc + half) * scale), lo, hi)
@@ -373,7 +375,7 @@ def _requantize(ops: _Ops, acc, half, scale, lo: float, hi: float):
 def _net(ops: _Ops, layers: tuple[IntLayer, ...], x):
     for layer in layers:
         acc = ops.conv(x, layer.weight, layer.layer.transpose, layer.layer.stride) + layer.bias
-        x = acc if layer.unit is not None else _requantize(ops, acc, layer.half, layer.scale, layer.lo, ACT_MAX)
+        x = acc if layer.unit is not None else requantize(ops, acc, layer.half, layer.scale, layer.lo, ACT_MAX)
     return x
 
 
@@ -405,7 +407,7 @@ def _int_parameters(ops, params: ContextParams, k: int, spatial, base):
     head = params.networks[f"scctx_{k}/entropy_parameters"][-1]
     acc = _net(ops, params.networks[f"scctx_{k}/entropy_parameters"], xp.concatenate([spatial, base], axis=-1))
     scaled = acc * head.unit
-    means = _requantize(ops, acc, head.half, head.scale, -MEAN_MAX, MEAN_MAX)
+    means = requantize(ops, acc, head.half, head.scale, -MEAN_MAX, MEAN_MAX)
     g = acc.shape[-1] // 2
     first, second = (slice(0, g), slice(g, 2 * g)) if params.structure.means_first else (slice(g, 2 * g), slice(0, g))
     return ops.searchsorted(params.scale_heads, scaled[..., second]), means[..., first]
@@ -472,7 +474,7 @@ class _FloatRunner:
     def _net(self, name: str, x, positions: str | None = None):
         for layer in self.structure.network(name):
             p = params_at(self.params, layer.path)
-            x = _np_conv(x, p["kernel"], layer.transpose, layer.stride) + p["bias"]
+            x = np_conv(x, p["kernel"], layer.transpose, layer.stride) + p["bias"]
             if layer.relu:
                 x = np.maximum(x, 0.0)
             if layer.path in self.names:

@@ -153,8 +153,8 @@ def test_jitted_convolutions_equal_numpy_taps(k, stride, transpose):
     for h, wd in ((7, 6), (1, 1)):
         x = rng.integers(-context_params.LATENT_MAX, context_params.LATENT_MAX + 1, (1, h, wd, 6)).astype(np.float64)
         with jax.enable_x64(True):
-            got = np.asarray(jax.jit(context_params._jax_conv, static_argnums=(2, 3))(x, w, transpose, stride))
-        np.testing.assert_array_equal(got, context_params._np_conv(x, w, transpose, stride))
+            got = np.asarray(jax.jit(context_params.jax_conv, static_argnums=(2, 3))(x, w, transpose, stride))
+        np.testing.assert_array_equal(got, context_params.np_conv(x, w, transpose, stride))
 
 
 # --- whole images (slow: ELIC's transforms and the jitted passes compile per shape) ---------

@@ -28,7 +28,6 @@ sys.path.insert(0, str(REPO))
 import jaxlic  # noqa: E402,F401  (sets XLA_FLAGS before jax starts)
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
 from jaxlic.nn.conv import (  # noqa: E402
     conv_down, conv_down_reference, conv_down_space_to_depth, conv_transpose_phases, conv_transpose_reference,

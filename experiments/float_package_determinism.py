@@ -102,7 +102,6 @@ def rates(package, names: list[str], folder: Path) -> list[dict]:
     for name in names:
         data = (folder / f"{name}.jxlc").read_bytes()
         streams = Bitstream.from_bytes(data).streams
-        z_symbols = np.load(folder / f"{name}.z.npy")
         y_symbols = np.load(folder / f"{name}.encoder.latents.npy")
         indexes = np.load(folder / f"{name}.encoder.float.npy")
         float_stream = package.coders["gaussian"].encode(y_symbols, indexes)

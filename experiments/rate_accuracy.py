@@ -16,7 +16,6 @@ from pathlib import Path
 
 import jaxlic  # noqa: F401  (sets XLA flags before jax starts)
 import jax.numpy as jnp
-import numpy as np
 
 from jaxlic.codec import Bitstream, build_tables, compress, load
 from jaxlic.codec.api import _to_model_input

@@ -99,7 +99,7 @@ class MeanScaleHyperprior(ScaleHyperprior):
         return [conv(N, 3, 1), leaky_relu(), conv(N), leaky_relu(), conv(N)]
 
     def hyper_synthesis_layers(self) -> list[nn.Module]:
-        N, M = self.config.N, self.config.M
+        M = self.config.M
         return [deconv(M), leaky_relu(), deconv(M * 3 // 2), leaky_relu(), conv(M * 2, 3, 1)]
 
     def hyper_analysis(self, y: jax.Array) -> jax.Array:

@@ -7,7 +7,7 @@ uint16 images of the high-bit-depth scenario; reconstructions are rounded to tha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.optimize import nnls

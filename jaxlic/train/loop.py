@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 

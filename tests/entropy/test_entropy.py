@@ -13,7 +13,7 @@ from jaxlic.entropy.gaussian import (
     default_scale_table, gaussian_likelihood, gaussian_table_pmfs,
 )
 from jaxlic.entropy.quantize import quantize
-from jaxlic.entropy.tables import TAIL_MASS, TOTAL, CodingTables, quantize_pmf
+from jaxlic.entropy.tables import TOTAL, CodingTables, quantize_pmf
 from jaxlic.errors import BitstreamError, PackageError
 
 

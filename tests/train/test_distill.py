@@ -12,7 +12,7 @@ from jaxlic.cli import main
 from jaxlic.codec import build_tables, compress, decompress, load
 from jaxlic.errors import ConfigError
 from jaxlic.models import build_model, init_params, model_config
-from jaxlic.train.distill import Distillation, distill_task, rank_latent_channels, student_config
+from jaxlic.train.distill import Distillation, rank_latent_channels, student_config
 
 ARCH = "bmshj2018-factorized"
 

@@ -1,9 +1,10 @@
-"""Coding the latent of a context model (ELIC): channel groups, two checkerboard passes each.
+"""Coding the latent of a context model (ELIC, LALIC): channel groups, two checkerboard passes each.
 
 The y stream holds 2 x groups parts in coding order (group 0 anchors, group 0 non-anchors,
 group 1 anchors, ...), each part's symbols grouped by table and followed by its escapes
 (`SymbolCoder.encode_parts`). A pass's table indexes and means come from the package's integer
-context networks (`jaxlic.quant.context_params`), which run once per pass on the whole half of
+context networks (`jaxlic.quant.context_params` for ELIC, `jaxlic.quant.rwkv_context` for
+LALIC), which run once per pass on the whole half of
 the latent, jitted per shape; they read only what was decoded before (z, the earlier groups, the
 anchors of the group), so the decoder computes the same integers as the encoder and reads each
 part once it knows its tables.

@@ -17,6 +17,8 @@ O(T^2), the reference of tests and benchmarks.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -24,24 +26,33 @@ EPS = 1e-6
 NO_TOKENS = -1e30  # the exponent of an empty sum (its terms are zero)
 
 
-def _sums_before(w: jax.Array, k: jax.Array, v: jax.Array, reverse: bool):
-    """(m, a, b) per token with e^m a = sum_{i<t} e^{k_i - (t-i-1) w} v_i and e^m b the same
-    sum without v (i > t, by distance, when `reverse`).
+def running_max_step(xp, w, exp_neg: Callable, times: Callable) -> Callable:
+    """One token of the scan: state (peak, age, a, b), token (k_t, v_t) -> (state, (m, a, b)).
 
     The running maximum is held as (the exponent where it was set, tokens since): m = peak -
     age w is then one rounding away, where subtracting w token after token would accumulate
-    T roundings (about 1e-3 of the output at T = 4096 in float32)."""
+    T roundings (about 1e-3 of the output at T = 4096 in float32). `exp_neg(x)` is e^-x for
+    x >= 0 and `times(a, f)` scales a sum by such a factor: the float ones here, exact integer
+    ones in jaxlic.quant.rwkv_arith."""
 
     def step(state, token):
         peak, age, a, b = state
         k_t, v_t = token
         decayed = peak - (age + 1) * w
         grows = k_t > decayed
-        m_next = jnp.where(grows, k_t, decayed)
-        old, new = jnp.exp(decayed - m_next), jnp.exp(k_t - m_next)
+        top = xp.where(grows, k_t, decayed)
+        old, new = exp_neg(top - decayed), exp_neg(top - k_t)
         out = (peak - age * w, a, b)
-        return (jnp.where(grows, k_t, peak), jnp.where(grows, 0.0, age + 1), a * old + v_t * new, b * old + new), out
+        return (xp.where(grows, k_t, peak), xp.where(grows, 0, age + 1), times(a, old) + v_t * new,
+                times(b, old) + new), out
 
+    return step
+
+
+def _sums_before(w: jax.Array, k: jax.Array, v: jax.Array, reverse: bool):
+    """(m, a, b) per token with e^m a = sum_{i<t} e^{k_i - (t-i-1) w} v_i and e^m b the same
+    sum without v (i > t, by distance, when `reverse`)."""
+    step = running_max_step(jnp, w, lambda x: jnp.exp(-x), jnp.multiply)
     batch, _, channels = k.shape
     empty = jnp.zeros((batch, channels), k.dtype)
     tokens = (jnp.swapaxes(k, 0, 1), jnp.swapaxes(v, 0, 1))

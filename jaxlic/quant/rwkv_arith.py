@@ -38,7 +38,7 @@ import numpy as np
 
 from jaxlic.errors import IntegerizationError
 from jaxlic.nn.biwkv import EPS as BIWKV_EPS
-from jaxlic.nn.biwkv import biwkv
+from jaxlic.nn.biwkv import biwkv, running_max_step
 from jaxlic.nn.rwkv import LAYER_NORM_EPS
 from jaxlic.quant.context_params import (ACT_MAX, LATENT_MAX, integer_weights, jax_conv, ldexp, np_conv,
                                          params_at, requantization, requantize)
@@ -129,18 +129,7 @@ def _integer_biwkv(backend: _Backend, decay, boost, k, v, tables_):
     w = floor_div(xp, 2 * decay + tokens * 2.0**16, tokens * 2.0**17).astype(np.int64)  # round(decay / T) at 2^-24
     u = floor_div(xp, 2 * boost + tokens * 2.0**16, tokens * 2.0**17).astype(np.int64)
     e = functools.partial(_exp_neg, xp, exp_coarse=tables_["exp_coarse"], exp_fine=tables_["exp_fine"])
-
-    def step(state, token):
-        peak, age, a, b = state
-        k_t, v_t = token
-        decayed = peak - (age + 1) * w
-        grows = k_t > decayed
-        top = xp.where(grows, k_t, decayed)
-        old, new = e(top - decayed), e(top - k_t)
-        out = (peak - age * w, a, b)
-        return (xp.where(grows, k_t, peak), xp.where(grows, 0, age + 1),
-                _times_weight(a, old) + v_t * new, _times_weight(b, old) + new), out
-
+    step = running_max_step(xp, w, e, _times_weight)
     empty = xp.zeros((k.shape[0], k.shape[2]), np.int64)
     init = (empty - (1 << 60), empty, empty, empty)
     xs = (xp.swapaxes(k, 0, 1), xp.swapaxes(v, 0, 1))

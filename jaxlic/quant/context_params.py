@@ -452,8 +452,6 @@ class _IntRunner:
         return self._call("channel_base", self.params, k, tuple(self.params.structure.channel_input(decoded)), side)
 
     def parameters(self, k, spatial, base):
-        if spatial is None:
-            spatial = np.zeros((*base.shape[:-1], 2 * self.params.structure.groups[k]))
         return self._call("parameters", self.params, k, spatial, base)
 
     def spatial(self, k, anchors):
@@ -493,8 +491,6 @@ class _FloatRunner:
         return split_checkerboard(side, np)
 
     def parameters(self, k, spatial, base):
-        if spatial is None:
-            spatial = np.zeros((*base.shape[:-1], 2 * self.structure.groups[k]))
         first, second = np.split(self._net(f"scctx_{k}/entropy_parameters", np.concatenate([spatial, base], -1)), 2, -1)
         return (second, first) if self.structure.means_first else (first, second)
 
@@ -519,7 +515,8 @@ def run_passes(structure: Structure, runner, z, symbols_for: SymbolSource):
     decoded, out = [], []
     for k in range(len(structure.groups)):
         base_a, base_n = runner.base(k, decoded, side)
-        index_a, means_a = runner.parameters(k, None, base_a)
+        no_context = np.zeros((*np.shape(base_a)[:-1], 2 * structure.groups[k]))  # anchors have no spatial context
+        index_a, means_a = runner.parameters(k, no_context, base_a)
         symbols_a = symbols_for(k, True, index_a, means_a)
         latent_a = runner.latent(symbols_a, means_a)
         index_n, means_n = runner.parameters(k, runner.spatial(k, latent_a), base_n)

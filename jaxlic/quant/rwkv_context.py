@@ -220,8 +220,6 @@ class _Runner:
         return self._call("base", k, tuple(decoded[:k]), side)
 
     def parameters(self, k, spatial, base):
-        if spatial is None:
-            spatial = np.zeros((*base.shape[:-1], 2 * self.structure.groups[k]))
         return self._call("parameters", k, spatial, base)
 
     def spatial(self, k, anchors):
@@ -245,8 +243,6 @@ class _FloatRunner:
         return split_checkerboard(_channel_base(self.arith, self.shape, k, decoded[:k], side), np)
 
     def parameters(self, k, spatial, base):
-        if spatial is None:
-            spatial = np.zeros((*base.shape[:-1], 2 * self.structure.groups[k]))
         first, second = np.split(_parameters(self.arith, self.shape, k, spatial, base), 2, -1)
         return (second, first) if self.structure.means_first else (first, second)
 

@@ -9,7 +9,9 @@ writes to OUT/result.json:
   the integer normalizer N(P) over the calibration batches (against the float normalizer of
   the layer's own integer input), and the worst error of x * N(P) in output LSBs;
 - bpp (real bitstreams) and PSNR on the Kodak images of the float model, the PTQ package
-  (OUT/ptq.jxlm) and, with --qat-steps, the QAT package (Trainer run OUT/qat/, resumable).
+  (OUT/ptq.jxlm, weights rounded by GPTQ as `jaxlic quantize` does), the PTQ package with every
+  weight rounded to nearest (OUT/ptq-nearest.jxlm) and, with --qat-steps, the QAT package
+  (Trainer run OUT/qat/, resumable).
 Calibration and QAT use --data only; Kodak is only evaluated. `--images 0` skips Kodak.
 """
 
@@ -46,6 +48,7 @@ def main() -> int:
     from jaxlic.images import read_images
     from jaxlic.quant.export import integerize
     from jaxlic.quant.gdn_error import gdn_errors
+    from jaxlic.quant.gptq import round_synthesis_weights
     from jaxlic.quant.lowering import calibrate
     from jaxlic.quant.qat import calibration_batches, qat_task
     from jaxlic.train.loop import TrainConfig, Trainer
@@ -55,14 +58,16 @@ def main() -> int:
     base = load_model(args.model)
     batches = calibration_batches(folders, 4, 8, 256, 1)  # `jaxlic quantize`'s defaults (seed 0 + 1)
     calibration = calibrate(base.config, base.params, batches)
-    ptq = integerize(base.config, base.params, calibration)
+    nearest = integerize(base.config, base.params, calibration)
+    nearest.save(args.out / "ptq-nearest.jxlm")
+    ptq = integerize(base.config, round_synthesis_weights(base.config, base.params, calibration, batches), calibration)
     ptq.save(args.out / "ptq.jxlm")
     record: dict = {"model": str(args.model), "gdn": gdn_errors(ptq, batches)}
     for name, row in record["gdn"].items():
         row["bound"] = ptq.integer.meta["igdn"][name]["max_relative_error"]
         print(f"{name}: static bound {row['bound']:.2e}, measured N(P) {row['normalizer']:.2e} "
               f"(99.9%: {row['normalizer_p999']:.2e}), x * N(P) {row['output_lsb']:.3f} LSB", flush=True)
-    packages = {"float": base, "ptq": ptq}
+    packages = {"float": base, "ptq-nearest": nearest, "ptq": ptq}
     if args.qat_steps:
         config = TrainConfig(data=folders, steps=args.qat_steps, batch_size=args.batch_size, crop=args.crop,
                              learning_rate=args.lr, checkpoint_every=max(args.qat_steps // 4, 1))
@@ -72,7 +77,7 @@ def main() -> int:
         record["kodak"] = {variant: kodak(package, images) for variant, package in packages.items()}
         reference = record["kodak"]["float"]
         for variant, row in record["kodak"].items():
-            print(f"{variant:6s} {row['bpp']:.4f} bpp {row['psnr']:.3f} dB  vs float {row['psnr'] - reference['psnr']:+.3f} dB "
+            print(f"{variant:11s} {row['bpp']:.4f} bpp {row['psnr']:.3f} dB  vs float {row['psnr'] - reference['psnr']:+.3f} dB "
                   f"{100 * (row['bpp'] / reference['bpp'] - 1):+.2f}% bpp", flush=True)
     (args.out / "result.json").write_text(json.dumps(record, indent=1))
     return 0

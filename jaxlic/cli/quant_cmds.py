@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "quantize", help="integerize a model package: calibration, optional QAT, integer decoder graph")
     add_quantize_options(p, steps=0, learning_rate=5e-5, crop=256, checkpoint_every=100)
+    p.add_argument("--weight-rounding", choices=("gptq", "nearest"), default="gptq",
+                   help="post-training: round the synthesis weights by GPTQ on the calibration batches "
+                        "(default) or each to its nearest grid point")
     p.set_defaults(func=_quantize)
 
 
@@ -66,5 +69,5 @@ def _quantize(args: argparse.Namespace) -> int:
 
     package = load_model(args.model)
     batches, qat, run_dir = quantize_recipe(args)
-    write_integer(quantize(package, batches, qat, run_dir), args, batches)
+    write_integer(quantize(package, batches, qat, run_dir, weight_rounding=args.weight_rounding, progress=True), args, batches)
     return 0

@@ -105,26 +105,7 @@ def calibrate(config: ModelConfig, params: dict, batches: Iterable[np.ndarray], 
     """
     if clipping not in ("max", "mse"):
         raise IntegerizationError(f"clipping must be 'max' or 'mse', got {clipping!r}")
-    model = _bound(config, params)
-
-    @jax.jit
-    def activations(x):
-        seen = {}
-        y = model.analysis(x)
-        means = None
-        if model.hyper:
-            z = model.hyper_analysis(y)
-            med = _medians(params)
-            z_hat = jnp.round(z - med) + med
-            seen["z"] = z_hat
-            h = _float_walk("h_s", model.h_s, z_hat, seen)
-            if model.predicts_means:
-                means = jnp.split(h, 2, axis=-1)[1]
-        offset = y_offset(model.hyper, _medians(params), means)
-        y_hat = jnp.round(y - offset) + offset
-        seen["y"] = y_hat
-        _float_walk("g_s", model.g_s, y_hat, seen)
-        return seen
+    activations = jax.jit(lambda x: decoder_activations(config, params, x))
 
     @jax.jit
     def peak(value):
@@ -163,6 +144,28 @@ def calibrate(config: ModelConfig, params: dict, batches: Iterable[np.ndarray], 
     return Calibration({name: tuple(int(v) for v in e) for name, e in exponents.items()})
 
 
+def decoder_activations(config: ModelConfig, params: dict, x: jax.Array) -> dict[str, jax.Array]:
+    """The float model's decoder tensors on images `x`: the rounded latents (`y`, `z`) and every
+    hyper-synthesis and synthesis layer's output (`g_s_3`, ...) and GDN pool (`g_s_3.pool`)."""
+    model = _bound(config, params)
+    seen = {}
+    y = model.analysis(x)
+    means = None
+    if model.hyper:
+        z = model.hyper_analysis(y)
+        med = _medians(params)
+        z_hat = jnp.round(z - med) + med
+        seen["z"] = z_hat
+        h = _float_walk("h_s", model.h_s, z_hat, seen)
+        if model.predicts_means:
+            means = jnp.split(h, 2, axis=-1)[1]
+    offset = y_offset(model.hyper, _medians(params), means)
+    y_hat = jnp.round(y - offset) + offset
+    seen["y"] = y_hat
+    _float_walk("g_s", model.g_s, y_hat, seen)
+    return seen
+
+
 def _float_walk(prefix: str, layers, x: jax.Array, seen: dict) -> jax.Array:
     """Apply bound float layers, recording every output (and every GDN pool)."""
     for i, layer in enumerate(layers):
@@ -190,6 +193,7 @@ class Lowered:
     outputs: list[str] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
     channels: dict[str, int] = field(default_factory=dict)
+    grids: dict[str, tuple] = field(default_factory=dict)  # conv layer -> (input exps, accumulator exps, scale)
 
     def emit(self, name: str, kind: str, inputs: list[str], output: str | None = None,
              attrs: dict | None = None, **consts) -> str:
@@ -294,9 +298,11 @@ def _conv_op(g: Lowered, name: str, layer, x: str, weight, bias, output: str | N
     return g.emit(name, kind, [x], output or f"{name}.acc", attrs, weight=weight, bias=bias)
 
 
-def _quantized(kernel, bias, x_exp, high, scale: float = 1.0):
-    """(integer weight, integer bias, accumulator exponents) of a conv layer."""
+def _quantized(g: Lowered, name: str, kernel, bias, x_exp, high, scale: float = 1.0):
+    """(integer weight, integer bias, accumulator exponents) of a conv layer; its weight grid is
+    recorded in `g.grids` (weight [t, j, c] is an integer times 2^(x_exp[j] - f[c]) / scale)."""
     weight, f = quantize_weight(kernel * scale, x_exp, bias * scale, high)
+    g.grids[name] = (x_exp, f, scale)
     return weight, round_ste(bias * scale * exp2i(f)), f
 
 
@@ -304,7 +310,7 @@ def _conv(g: Lowered, name: str, layer, p: dict, x: str, x_exp, target: np.ndarr
           act: Activation | None, out: str) -> tuple[str, jax.Array]:
     if act is not None and act.kind not in ("relu", "leaky_relu"):
         raise IntegerizationError(f"layer {out}: activation {act.kind!r} has no integer form (known: relu, leaky_relu)")
-    weight, bias, f = _quantized(p["kernel"], p["bias"], x_exp, target + 31)
+    weight, bias, f = _quantized(g, name, p["kernel"], p["bias"], x_exp, target + 31)
     acc = _conv_op(g, name, layer, x, weight, bias)
     if act is not None and act.kind == "leaky_relu":
         acc = g.emit(f"{out}.leaky", "leaky_relu", [acc], attrs={"shift": LEAKY_SHIFT})
@@ -324,6 +330,7 @@ def _igdn(g: Lowered, name: str, layer: GDN, p: dict, x: str, x_exp, calibration
     if layer.simplified:
         a = g.emit(f"{name}.abs", "abs", [x])
         weight, pool_exp = quantize_weight(gamma.T[None, None], x_exp, beta, pool_target + 31)
+        g.grids[f"{name}.pool"] = (x_exp, pool_exp, 1.0)
         pool = g.emit(f"{name}.pool", "conv2d", [a], f"{name}.pool_acc", {"stride": 1, "padding": 0},
                       weight=weight, bias=round_ste(beta * exp2i(pool_exp)))
         g.exponents[pool] = pool_exp
@@ -334,6 +341,7 @@ def _igdn(g: Lowered, name: str, layer: GDN, p: dict, x: str, x_exp, calibration
     else:
         a = g.requantize(f"{name}.pooled", g.emit(f"{name}.square", "square", [x]), SQUARE_SHIFT, 0, ACT_MAX)
         weight, pool_exp = quantize_weight(gamma.T[None, None], 2 * x_exp - SQUARE_SHIFT, None, pool_target + 31)
+        g.grids[f"{name}.pool"] = (2 * x_exp - SQUARE_SHIFT, pool_exp, 1.0)
         acc = g.emit(f"{name}.pool", "conv2d", [a], f"{name}.pool_acc", {"stride": 1, "padding": 0},
                      weight=weight, bias=jnp.zeros_like(beta))
         g.exponents[acc] = pool_exp
@@ -363,7 +371,7 @@ def _pixels(g: Lowered, name: str, layer, params: dict, x: str, x_exp) -> None:
     """Last synthesis layer: weights * 255, so the requantized output is round(255 * x_hat)."""
     if not isinstance(layer, (Conv, ConvTranspose)):
         raise IntegerizationError(f"layer {name}: a synthesis must end in a convolution, got {type(layer).__name__}")
-    weight, bias, f = _quantized(params[name]["kernel"], params[name]["bias"], x_exp, 31.0, 255.0)
+    weight, bias, f = _quantized(g, name, params[name]["kernel"], params[name]["bias"], x_exp, 31.0, 255.0)
     acc = _conv_op(g, name, layer, x, weight, bias)
     g.requantize(f"{name}.requantize", acc, f, *PIXEL_RANGE, output="pixels")
     g.exponents["pixels"] = jnp.zeros(layer.features)
@@ -376,7 +384,7 @@ def _hyper_outputs(g: Lowered, config: ModelConfig, name: str, layer, p: dict, x
     """The last h_s convolution: the scale accumulator (-> table index) and, for mean-scale
     models (which predict scales and means in one convolution), the means at the exponents of y."""
     M = config.M
-    weight, bias, f = _quantized(p["kernel"][..., :M], p["bias"][:M], x_exp, 31.0)
+    weight, bias, f = _quantized(g, f"{name}.scales", p["kernel"][..., :M], p["bias"][:M], x_exp, 31.0)
     _conv_op(g, f"{name}.scales" if split else name, layer, x, weight, bias, output="scales")
     g.exponents["scales"] = f
     if scale_table is not None:
@@ -392,7 +400,7 @@ def _hyper_outputs(g: Lowered, config: ModelConfig, name: str, layer, p: dict, x
     if not (split and with_means):
         return None
     k = jnp.asarray(calibration["y"])
-    weight, bias, f = _quantized(p["kernel"][..., M:], p["bias"][M:], x_exp, k + 31)
+    weight, bias, f = _quantized(g, f"{name}.means", p["kernel"][..., M:], p["bias"][M:], x_exp, k + 31)
     acc = _conv_op(g, f"{name}.means", layer, x, weight, bias)
     g.exponents["means"] = k
     g.outputs.append("means")

@@ -16,6 +16,7 @@ from jaxlic.codec import build_tables
 from jaxlic.images import default_images
 from jaxlic.models import build_model, init_params, model_config
 from jaxlic.quant.export import integerize
+from jaxlic.quant.gptq import round_synthesis_weights
 from jaxlic.quant.lowering import calibrate
 
 ARCHS = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean")
@@ -24,6 +25,7 @@ GDNS = ("gdn", "simplified")
 CASES = (("bmshj2018-factorized", "gdn"), ("bmshj2018-factorized", "simplified"),
          ("bmshj2018-hyperprior", "gdn"), ("mbt2018-mean", "simplified"))
 WIDTH = 0.0625  # N = 8, M = 12
+GPTQ_CASE = ("bmshj2018-hyperprior", "gdn")
 KODAK = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "kodak"
 
 
@@ -78,6 +80,13 @@ def float_packages():
 def calibrations(float_packages):
     batch = image_batch()
     return {key: calibrate(p.config, p.params, [batch]) for key, p in float_packages.items()}
+
+
+@pytest.fixture(scope="session")
+def gptq_params(float_packages, calibrations):
+    """The lively hyperprior's parameters with GPTQ-rounded synthesis weights (calibration batch)."""
+    package = float_packages[GPTQ_CASE]
+    return round_synthesis_weights(package.config, package.params, calibrations[GPTQ_CASE], [image_batch()])
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,9 @@
 
 Calibrates as `jaxlic quantize` does (4 batches of 8 training crops of 256), then prints and
 writes to OUT/result.json:
-- per inverse-GDN layer, the exporter's static bound and the measured worst relative error of
-  the integer normalizer N(P) over the calibration batches (against the float normalizer of
-  the layer's own integer input), and the worst error of x * N(P) in output LSBs;
+- per inverse-GDN layer of both PTQ packages, the exporter's static bound and the measured worst
+  relative error of the integer normalizer N(P) over the calibration batches (against the float
+  normalizer of the layer's own integer input), and the worst error of x * N(P) in output LSBs;
 - bpp (real bitstreams) and PSNR on the Kodak images of the float model, the PTQ package
   (OUT/ptq.jxlm, weights rounded by GPTQ as `jaxlic quantize` does), the PTQ package with every
   weight rounded to nearest (OUT/ptq-nearest.jxlm) and, with --qat-steps, the QAT package
@@ -62,11 +62,13 @@ def main() -> int:
     nearest.save(args.out / "ptq-nearest.jxlm")
     ptq = integerize(base.config, round_synthesis_weights(base.config, base.params, calibration, batches), calibration)
     ptq.save(args.out / "ptq.jxlm")
-    record: dict = {"model": str(args.model), "gdn": gdn_errors(ptq, batches)}
-    for name, row in record["gdn"].items():
-        row["bound"] = ptq.integer.meta["igdn"][name]["max_relative_error"]
-        print(f"{name}: static bound {row['bound']:.2e}, measured N(P) {row['normalizer']:.2e} "
-              f"(99.9%: {row['normalizer_p999']:.2e}), x * N(P) {row['output_lsb']:.3f} LSB", flush=True)
+    record: dict = {"model": str(args.model), "gdn": gdn_errors(ptq, batches), "gdn_nearest": gdn_errors(nearest, batches)}
+    for key, package in (("gdn_nearest", nearest), ("gdn", ptq)):
+        for name, row in record[key].items():
+            row["bound"] = package.integer.meta["igdn"][name]["max_relative_error"]
+            print(f"{'nearest' if key == 'gdn_nearest' else 'GPTQ'} {name}: static bound {row['bound']:.2e}, measured N(P) "
+                  f"{row['normalizer']:.2e} (99.9%: {row['normalizer_p999']:.2e}), x * N(P) {row['output_lsb']:.3f} LSB",
+                  flush=True)
     packages = {"float": base, "ptq-nearest": nearest, "ptq": ptq}
     if args.qat_steps:
         config = TrainConfig(data=folders, steps=args.qat_steps, batch_size=args.batch_size, crop=args.crop,

@@ -145,24 +145,29 @@ def round_synthesis_weights(config: ModelConfig, params: dict, calibration: Cali
     model's rounded to int8 at the calibrated exponents (for a pool, |x| or x^2 of those).
     (The hyper-synthesis is left as it is: rounded by GPTQ too, it measured the same rate.)"""
     layers = list(build_model(config).bind({"params": params}).g_s)
-    lowered = jax.jit(lambda p: (lambda g: (g.grids, g.exponents))(lower_decoder(config, p, calibration)))
+    gemms = {i: g for i, layer in enumerate(layers) if (g := _roundable(f"g_s_{i}", layer, params.get(f"g_s_{i}", {})))}
+    sources = {i: "y" if i == 0 else f"g_s_{i - 1}" for i in gemms}
+
+    @jax.jit
+    def grids_and_exponents(p):
+        lowered = lower_decoder(config, p, calibration)
+        return lowered.grids, lowered.exponents
+
     activations = jax.jit(lambda p, x: decoder_activations(config, p, x))
+    float_inputs = [{s: np.asarray(v) for s, v in activations(params, jnp.asarray(b)).items() if s in sources.values()}
+                    for b in batches]  # the float model's, once
     rounded_params = dict(params)
-    for i in tqdm(range(len(layers)), desc="GPTQ weight rounding", unit="layer", disable=not progress):
-        name, source = f"g_s_{i}", "y" if i == 0 else f"g_s_{i - 1}"
-        gemm = _roundable(name, layers[i], params.get(name, {}))
-        if gemm is None:
-            continue
-        grids, exponents = lowered(rounded_params)
+    for i, gemm in tqdm(gemms.items(), desc="GPTQ weight rounding", unit="layer", disable=not progress):
+        name, source = f"g_s_{i}", sources[i]
+        grids, exponents = grids_and_exponents(rounded_params)
         x_exp, f, scale = (np.asarray(v, np.float64) for v in grids[gemm.grid])
         step = np.exp2(np.asarray(exponents[source], np.float64))  # x * 2^e is the int8 activation
 
         def pairs():
-            for batch in batches:
-                x = np.asarray(activations(params, jnp.asarray(batch))[source]) * step
+            for batch, inputs in zip(batches, float_inputs):
                 xq = np.clip(np.round(np.asarray(activations(rounded_params, jnp.asarray(batch))[source]) * step),
                              -ACT_MAX, ACT_MAX)
-                yield gemm.inputs(x, rounded=False), gemm.inputs(xq, rounded=True)
+                yield gemm.inputs(inputs[source] * step, rounded=False), gemm.inputs(xq, rounded=True)
 
         stats = input_statistics(gemm.layer, pairs())
         to_units = scale * np.exp2(f[None, None, None, :] - x_exp[None, None, :, None])

@@ -193,7 +193,7 @@ class Lowered:
     outputs: list[str] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
     channels: dict[str, int] = field(default_factory=dict)
-    grids: dict[str, tuple] = field(default_factory=dict)  # conv layer -> (input exps, accumulator exps, scale)
+    grids: dict[str, tuple] = field(default_factory=dict)  # int8 GEMM (conv, GDN pool) -> (input exps, accumulator exps, scale)
 
     def emit(self, name: str, kind: str, inputs: list[str], output: str | None = None,
              attrs: dict | None = None, **consts) -> str:

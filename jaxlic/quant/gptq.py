@@ -101,12 +101,6 @@ def least_squares_target(weight: np.ndarray, stats: dict[str, np.ndarray], dampi
     return np.linalg.solve(gram, stats["cross"] @ weight)
 
 
-def _pool_input(x: np.ndarray, simplified: bool) -> np.ndarray:
-    """The integer GDN's pool input, unrounded, from its input `x` in int8 units: |x|, or x^2
-    at the exponent of the lowering's requantized square (SQUARE_SHIFT bits coarser)."""
-    return np.abs(x) if simplified else x * x * 2.0**-SQUARE_SHIFT
-
-
 @dataclass(frozen=True)
 class _Roundable:
     """One int8 GEMM of the synthesis: its grid's name in `Lowered.grids`, the layer whose
@@ -119,11 +113,13 @@ class _Roundable:
     pool: str | None = None  # "abs" or "square": a GDN pool, whose input is |x| or x^2 of the layer's
 
     def inputs(self, x: np.ndarray, rounded: bool) -> np.ndarray:
-        """The GEMM's input from the layer's int8-unit input (float model's or, rounded, the integer one's)."""
-        if self.pool is None:
-            return x
-        pooled = _pool_input(x, self.pool == "abs")
-        return np.minimum(np.floor(pooled + 0.5), ACT_MAX) if rounded else pooled  # requantize rounds half up
+        """The GEMM's input from the layer's int8-unit input (float model's or, rounded, the integer
+        one's): for a pool |x|, or x^2 at the exponent of the lowering's square requantized by
+        SQUARE_SHIFT (half up, to [0, 127] where rounded)."""
+        if self.pool is None or self.pool == "abs":
+            return x if self.pool is None else np.abs(x)
+        square = x * x * 2.0**-SQUARE_SHIFT
+        return np.minimum(np.floor(square + 0.5), ACT_MAX) if rounded else square
 
 
 def _roundable(name: str, layer, p: dict) -> _Roundable | None:

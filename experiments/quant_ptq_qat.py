@@ -46,21 +46,18 @@ def main() -> int:
 
     from jaxlic.pretrained import load_model
     from jaxlic.images import read_images
-    from jaxlic.quant.export import integerize
     from jaxlic.quant.gdn_error import gdn_errors
-    from jaxlic.quant.gptq import round_synthesis_weights
-    from jaxlic.quant.lowering import calibrate
-    from jaxlic.quant.qat import calibration_batches, qat_task
-    from jaxlic.train.loop import TrainConfig, Trainer
+    from jaxlic.quant.pipeline import quantize
+    from jaxlic.quant.qat import calibration_batches
+    from jaxlic.train.loop import TrainConfig
 
     args.out.mkdir(parents=True, exist_ok=True)
     folders = tuple(map(str, args.data))
     base = load_model(args.model)
     batches = calibration_batches(folders, 4, 8, 256, 1)  # `jaxlic quantize`'s defaults (seed 0 + 1)
-    calibration = calibrate(base.config, base.params, batches)
-    nearest = integerize(base.config, base.params, calibration)
+    nearest = quantize(base, batches, weight_rounding="nearest")
     nearest.save(args.out / "ptq-nearest.jxlm")
-    ptq = integerize(base.config, round_synthesis_weights(base.config, base.params, calibration, batches), calibration)
+    ptq = quantize(base, batches)  # what `jaxlic quantize` writes
     ptq.save(args.out / "ptq.jxlm")
     record: dict = {"model": str(args.model), "gdn": gdn_errors(ptq, batches), "gdn_nearest": gdn_errors(nearest, batches)}
     for key, package in (("gdn_nearest", nearest), ("gdn", ptq)):
@@ -73,7 +70,7 @@ def main() -> int:
     if args.qat_steps:
         config = TrainConfig(data=folders, steps=args.qat_steps, batch_size=args.batch_size, crop=args.crop,
                              learning_rate=args.lr, checkpoint_every=max(args.qat_steps // 4, 1))
-        packages["qat"] = Trainer(config, qat_task(base, calibration), args.out / "qat").run()
+        packages["qat"] = quantize(base, batches, qat=config, run_dir=args.out / "qat")
     if args.images:
         images = read_images(args.kodak)[:args.images]
         record["kodak"] = {variant: kodak(package, images) for variant, package in packages.items()}

@@ -25,19 +25,17 @@ import json
 import sys
 from pathlib import Path
 
-ZOO_BETA_MIN = 1e-6
-
 
 def with_beta_floor(package, floor: float):
     """The package with every synthesis (inverse) GDN's effective beta raised to at least `floor`."""
     import jax.numpy as jnp
 
-    from jaxlic.nn.gdn import effective, reparametrize
+    from jaxlic.nn.gdn import GDN, effective, reparametrize
 
     params = {name: dict(p) for name, p in package.params.items()}
     for name, p in params.items():
         if name.startswith("g_s_") and "beta" in p:
-            p["beta"] = reparametrize(jnp.maximum(effective(p["beta"], ZOO_BETA_MIN), floor))
+            p["beta"] = reparametrize(jnp.maximum(effective(p["beta"], GDN.beta_min), floor))
     return dataclasses.replace(package, params=params)
 
 
@@ -50,7 +48,7 @@ def synthesis_beta_bound(floor: float):
 
     zoo = layers.gdn
     layers.gdn = lambda kind, inverse=False: GDN(inverse=inverse, simplified=kind == "simplified",
-                                                 beta_min=floor if inverse else ZOO_BETA_MIN)
+                                                 beta_min=floor if inverse else GDN.beta_min)
     try:
         yield
     finally:
@@ -70,6 +68,7 @@ def measure(package, batches, images) -> dict:
 
 
 def report(label: str, row: dict) -> None:
+    """One line: float and PTQ figures, then each inverse GDN's worst errors."""
     layers = ", ".join(f"{name} N {e['normalizer']:.2e} (99.9%: {e['normalizer_p999']:.2e}) {e['output_lsb']:.2f} LSB"
                        for name, e in row["gdn"].items())
     print(f"{label}: float {row['float']['bpp']:.4f} bpp {row['float']['psnr']:.3f} dB, PTQ {row['ptq']['psnr']:.3f} dB "
